@@ -1,0 +1,49 @@
+"""The errors offload raises.
+
+Hierarchy::
+
+    OffloadError
+    ├── ConfigError (+ ValueError)
+    ├── ExecutorNotFound (+ LookupError)
+    ├── NotPicklable (+ TypeError)
+    ├── TaskTimeout (+ TimeoutError)
+    ├── WorkerCrashed
+    └── Overloaded
+"""
+
+from __future__ import annotations
+
+
+class OffloadError(Exception):
+    """Raised for any failure that belongs to offload itself rather than to a task."""
+
+
+class ConfigError(OffloadError, ValueError):
+    """Raised when a configuration value is invalid."""
+
+
+class ExecutorNotFound(OffloadError, LookupError):
+    """Raised when an executor name is not registered."""
+
+
+class NotPicklable(OffloadError, TypeError):
+    """Raised when a task bound to a process executor cannot be pickled."""
+
+
+class TaskTimeout(OffloadError, TimeoutError):
+    """Raised when a task runs longer than its timeout."""
+
+
+class WorkerCrashed(OffloadError):
+    """Raised when the worker process running a task dies.
+
+    :ivar exitcode: the worker's exit code; negative when a signal killed it
+    """
+
+    def __init__(self, message: str, *, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+
+class Overloaded(OffloadError):
+    """Raised when scheduling detached work would exceed ``max_pending``."""

@@ -1,0 +1,89 @@
+"""Per-task options, and the decorator that gives a function default ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from ._config import check_int, check_timeout
+from .executors._base import Executor
+from .executors._registry import check_executor_name
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: An executor chosen by registered name or given as an instance.
+ExecutorSpec = str | Executor
+
+_ATTRIBUTE = "__offload_options__"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Options of one task, or one function's defaults; ``None`` means not set here."""
+
+    executor: ExecutorSpec | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_executor_spec(self.executor)
+        check_timeout("timeout", self.timeout)
+        check_int("retries", self.retries, minimum=0, optional=True)
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {self.name!r}")
+
+
+def check_executor_spec(spec: object) -> None:
+    """Check that ``spec`` names a registered executor or is one.
+
+    :raises ExecutorNotFound: if it is an unknown name
+    :raises TypeError: if it is neither a name, an executor nor ``None``
+    """
+    if spec is None or isinstance(spec, Executor):
+        return
+    if not isinstance(spec, str):
+        raise TypeError(f"executor must be a registered name or an offload.Executor, got {spec!r}")
+    check_executor_name(spec)
+
+
+def task_options(
+    *,
+    executor: ExecutorSpec | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Give a function default options for every task that calls it.
+
+    The function itself is returned, unchanged but for an attribute, so it still pickles
+    by reference for the process executor::
+
+        @task_options(executor="process", timeout=60)
+        def render_report(report_id: int) -> None: ...
+
+    A task's own ``task.set(...)`` overrides these.
+
+    :raises ExecutorNotFound: if ``executor`` is an unknown name
+    :raises ConfigError: if ``timeout`` or ``retries`` is out of range
+    """
+    options = TaskOptions(executor=executor, timeout=timeout, retries=retries, name=name)
+
+    def decorate(func: F) -> F:
+        setattr(func, _ATTRIBUTE, options)
+        return func
+
+    return decorate
+
+
+_NO_OPTIONS = TaskOptions()
+
+
+def function_options(func: Callable[..., object]) -> TaskOptions:
+    """Return the ``@task_options`` defaults of ``func`` (looking through partials)."""
+    while isinstance(func, partial):
+        func = func.func
+    options = getattr(func, _ATTRIBUTE, _NO_OPTIONS)
+    return options if isinstance(options, TaskOptions) else _NO_OPTIONS

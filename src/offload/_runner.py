@@ -1,0 +1,201 @@
+"""TaskRun: runs a task list — executor resolution, order, error policy, timeouts, reports."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._exceptions import TaskTimeout
+from ._report import Status, TaskReport
+from ._resolution import resolve
+from ._runtime import current_runtime
+
+if TYPE_CHECKING:
+    from ._config import Concurrency, OnError
+    from ._options import ExecutorSpec
+    from ._task import BackgroundTask
+    from .executors import Executor
+
+logger = logging.getLogger("offload")
+
+
+class TaskRun:
+    """One run of a task list with the active runtime.
+
+    :param choose: the list's executor for a task (step 3 of the resolution)
+    :param on_error: the error policy; the config's when ``None``
+    :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :ivar reports: after :meth:`run`, one report per task, in task order
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[BackgroundTask],
+        *,
+        choose: Callable[[BackgroundTask], ExecutorSpec | None] | None = None,
+        on_error: OnError | None = None,
+        concurrency: Concurrency | None = None,
+    ) -> None:
+        self.runtime = runtime = current_runtime()
+        self.config = config = runtime.config
+        self.tasks = tuple(tasks)
+        self.on_error = on_error or config.on_error
+        self.concurrency = concurrency or config.concurrency
+        self.reports: list[TaskReport] = []
+        # Resolved before anything runs, so a bad choice fails the whole list up front.
+        self.executors = [
+            resolve(task, choose(task) if choose else None, runtime) for task in self.tasks
+        ]
+        self._slots: list[TaskReport | None] = [None] * len(self.tasks)
+        self._first_error: BaseException | None = None
+        self._cancel_group: anyio.CancelScope | None = None
+
+    async def run(self) -> None:
+        """Run the tasks, then raise what the error policy says to raise."""
+        self.runtime.track(self)
+        try:
+            if self.concurrency == "sequential":
+                for index in range(len(self.tasks)):
+                    if self._first_error is not None and self._stops:
+                        break
+                    await self._run_one(index)
+            else:
+                async with anyio.create_task_group() as group:
+                    self._cancel_group = group.cancel_scope
+                    for index in range(len(self.tasks)):
+                        group.start_soon(self._run_one, index)
+        finally:
+            self.runtime.untrack(self)
+            self.reports = [
+                slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
+            ]
+        self._raise_per_policy()
+
+    def unfinished(self) -> list[str]:
+        """Return the names of the tasks that have not ended yet."""
+        return [
+            task.name for task, slot in zip(self.tasks, self._slots, strict=True) if slot is None
+        ]
+
+    @property
+    def _stops(self) -> bool:
+        return self.on_error in ("raise", "stop")
+
+    async def _run_one(self, index: int) -> None:
+        task, executor = self.tasks[index], self.executors[index]
+        config = self.config
+        timeout = task.timeout if task.timeout is not None else config.task_timeout
+        retries = task.retries if task.retries is not None else config.retries
+        started_at, start = time.time(), time.perf_counter()
+        attempts = 0
+        try:
+            await self.runtime.started(executor)
+            while True:
+                attempts += 1
+                error = await _attempt(task, executor, timeout)
+                if error is None or attempts > retries:
+                    break
+                delay = config.retry_backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+                logger.warning(
+                    "Background task %r failed on attempt %d of %d (%r); retrying in %.2fs",
+                    task.name, attempts, retries + 1, error, delay,
+                )  # fmt: skip
+                await anyio.sleep(delay)
+        except anyio.get_cancelled_exc_class():
+            if self._first_error is not None:  # a failing sibling cancelled this one
+                self._report(index, "skipped", None, started_at, start, attempts)
+            raise
+        except Exception as exc:  # the executor itself failed to start
+            error = exc
+        if error is None:
+            self._report(index, "succeeded", None, started_at, start, attempts)
+            return
+        status: Status = "timed_out" if isinstance(error, TaskTimeout) else "failed"
+        self._log_failure(task, executor, error)
+        if self._first_error is None:
+            self._first_error = error
+            if self._stops and self._cancel_group is not None:
+                self._cancel_group.cancel()
+        self._report(index, status, error, started_at, start, attempts)
+
+    def _report(
+        self,
+        index: int,
+        status: Status,
+        error: BaseException | None,
+        started_at: float,
+        start: float,
+        attempts: int,
+    ) -> None:
+        report = TaskReport(
+            name=self.tasks[index].name,
+            executor=self.executors[index].name,
+            status=status,
+            error=error,
+            started_at=started_at,
+            duration=time.perf_counter() - start,
+            attempts=attempts,
+        )
+        self._slots[index] = report
+        self._emit(report)
+
+    def _report_skipped(self, index: int) -> TaskReport:
+        report = TaskReport(
+            name=self.tasks[index].name, executor=self.executors[index].name, status="skipped"
+        )
+        self._emit(report)
+        return report
+
+    def _emit(self, report: TaskReport) -> None:
+        hook = self.config.on_report
+        if hook is None:
+            return
+        try:
+            hook(report)
+        except Exception:
+            logger.exception("on_report hook %r raised for task %r", hook, report.name)
+
+    def _log_failure(self, task: BackgroundTask, executor: Executor, error: BaseException) -> None:
+        if isinstance(error, TaskTimeout):
+            logger.error("Background task %r timed out: %s", task.name, error)
+        else:
+            logger.error(
+                "Background task %r failed on the %s executor",
+                task.name, executor.name, exc_info=error,
+            )  # fmt: skip
+
+    def _raise_per_policy(self) -> None:
+        if self._first_error is None:
+            return
+        if self.on_error == "raise":
+            raise self._first_error
+        if self.on_error == "collect":
+            errors = [r.error for r in self.reports if isinstance(r.error, Exception)]
+            raise ExceptionGroup(
+                f"{len(errors)} of {len(self.tasks)} background tasks failed", errors
+            )
+
+
+async def _attempt(
+    task: BackgroundTask, executor: Executor, time_limit: float | None
+) -> Exception | None:
+    """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time)."""
+    try:
+        if time_limit is None:
+            await executor.run(task)
+            return None
+        with anyio.move_on_after(time_limit) as scope:
+            await executor.run(task)
+    except Exception as exc:
+        return exc
+    if scope.cancelled_caught:
+        return TaskTimeout(
+            f"background task {task.name!r} timed out after {time_limit}s "
+            f"on the {executor.name} executor"
+        )
+    return None

@@ -1,0 +1,249 @@
+"""BackgroundTask and BackgroundTasks: drop-ins for Starlette's, with per-task options."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, ParamSpec, Self, get_args
+
+from ._config import Concurrency, OnError, check_choice
+from ._options import ExecutorSpec, TaskOptions, check_executor_spec, function_options
+from ._report import TaskReport
+from ._resolution import ExecutorChoice, checked_choice, prepare
+from ._runner import TaskRun
+from ._runtime import current_runtime
+from .executors._base import Executor
+
+P = ParamSpec("P")
+
+
+class BackgroundTask:
+    """One call to make after the response is sent: ``func(*args, **kwargs)``.
+
+    ``await task()`` runs it with the active runtime's config, as Starlette's does: a
+    coroutine function on the event loop, anything else in a thread, unless an executor
+    is chosen with :meth:`set`, ``@task_options`` or the config.
+
+    :raises TypeError: if ``func`` is not callable, or is a coroutine object
+    """
+
+    def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        check_callable(func, "BackgroundTask()")
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async_callable(func)
+        self.options = TaskOptions()
+        self.defaults = function_options(func)
+        # The pickled call, cached here by executors that ship tasks to other processes.
+        self.payload: bytes | None = None
+        if self.defaults.executor is not None:
+            prepare(self, self.defaults.executor, current_runtime())
+
+    def set(
+        self,
+        *,
+        executor: ExecutorSpec | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        name: str | None = None,
+    ) -> Self:
+        """Set this task's own options in place and return the task, for chaining.
+
+        Options left as ``None`` keep their current value. Setting an executor lets it
+        check the task at once: a process executor pickles it here.
+
+        :raises ExecutorNotFound: if ``executor`` is an unknown name
+        :raises NotPicklable: if the executor must pickle the task and cannot
+        """
+        old = self.options
+        self.options = TaskOptions(
+            executor=old.executor if executor is None else executor,
+            timeout=old.timeout if timeout is None else timeout,
+            retries=old.retries if retries is None else retries,
+            name=old.name if name is None else name,
+        )
+        if executor is not None:
+            prepare(self, executor, current_runtime())
+        return self
+
+    @property
+    def name(self) -> str:
+        """The name reports and logs show: the ``name`` option, else the function's name."""
+        return self.options.name or self.defaults.name or callable_name(self.func)
+
+    @property
+    def explicit_executor(self) -> ExecutorSpec | None:
+        """The executor set on this task, else by its function's ``@task_options``."""
+        executor = self.options.executor
+        return self.defaults.executor if executor is None else executor
+
+    @property
+    def timeout(self) -> float | None:
+        """The timeout set on this task, else by its function's ``@task_options``."""
+        timeout = self.options.timeout
+        return self.defaults.timeout if timeout is None else timeout
+
+    @property
+    def retries(self) -> int | None:
+        """The retries set on this task, else by its function's ``@task_options``."""
+        retries = self.options.retries
+        return self.defaults.retries if retries is None else retries
+
+    async def __call__(self) -> None:
+        await TaskRun([self]).run()
+
+    def __repr__(self) -> str:
+        return f"<BackgroundTask {self.name!r}>"
+
+
+class BackgroundTasks:
+    """An ordered list of background tasks, run one after another (or together) after the
+    response is sent. A drop-in for Starlette's and FastAPI's ``BackgroundTasks``.
+
+    :param tasks: offload tasks, Starlette/FastAPI-style tasks (anything with ``func``,
+        ``args``, ``kwargs``), their ``BackgroundTasks`` (anything with ``tasks``), or
+        zero-argument callables
+    :param executor: the executor of tasks that choose none themselves: a name, an
+        :class:`Executor`, or a chooser called with each task that returns either
+    :param on_error: the error policy of this list; the config's when ``None``
+    :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :ivar reports: after a run, one :class:`TaskReport` per task, in task order
+    :raises ConfigError: if ``on_error`` or ``concurrency`` is not a known value
+    :raises ExecutorNotFound: if ``executor`` is an unknown name
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[object] | None = None,
+        *,
+        executor: ExecutorChoice | None = None,
+        on_error: OnError | None = None,
+        concurrency: Concurrency | None = None,
+    ) -> None:
+        if on_error is not None:
+            check_choice("on_error", on_error, get_args(OnError))
+        if concurrency is not None:
+            check_choice("concurrency", concurrency, get_args(Concurrency))
+        if not (isinstance(executor, str | Executor) or executor is None or callable(executor)):
+            raise TypeError(
+                "executor must be a name, an offload.Executor or a chooser callable, "
+                f"got {executor!r}"
+            )
+        check_executor_spec(executor if not callable(executor) else None)
+        self.executor = executor
+        self.on_error = on_error
+        self.concurrency = concurrency
+        self.tasks: list[BackgroundTask] = []
+        self.reports: list[TaskReport] = []
+        self._chosen: dict[BackgroundTask, ExecutorSpec | None] = {}
+        for task in as_tasks(tasks or ()):
+            self._append(task)
+
+    def add_task(
+        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> BackgroundTask:
+        """Append ``func(*args, **kwargs)`` and return the new task (for ``.set(...)``).
+
+        :raises TypeError: if ``func`` is not callable, or is a coroutine object
+        :raises NotPicklable: if the task goes to a process executor and cannot be pickled
+        """
+        check_callable(func, "add_task()")
+        task = BackgroundTask(func, *args, **kwargs)
+        self._append(task)
+        return task
+
+    def choose(self, task: BackgroundTask) -> ExecutorSpec | None:
+        """Return this list's executor for ``task`` (step 3 of the resolution), if any."""
+        executor = self.executor
+        if executor is None or isinstance(executor, str | Executor):
+            return executor
+        # A chooser is called once per task, when the task joins the list.
+        try:
+            return self._chosen[task]
+        except KeyError:
+            spec = self._chosen[task] = checked_choice(executor, task)
+            return spec
+
+    async def __call__(self) -> None:
+        run = TaskRun(
+            self.tasks, choose=self.choose, on_error=self.on_error, concurrency=self.concurrency
+        )
+        try:
+            await run.run()
+        finally:
+            self.reports = run.reports
+
+    def _append(self, task: BackgroundTask) -> None:
+        if task.explicit_executor is None:
+            spec = self.choose(task)
+            if spec is not None:
+                prepare(task, spec, current_runtime())
+        self.tasks.append(task)
+
+    def __repr__(self) -> str:
+        return f"<BackgroundTasks {[task.name for task in self.tasks]!r}>"
+
+
+def as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
+    """Turn each item into offload tasks: see :class:`BackgroundTasks` for what is accepted."""
+    for item in items:
+        if isinstance(item, BackgroundTask):
+            yield item
+        elif isinstance(item, BackgroundTasks):
+            yield from item.tasks
+        elif hasattr(item, "tasks"):  # Starlette's or FastAPI's BackgroundTasks
+            yield from as_tasks(item.tasks)
+        elif all(hasattr(item, a) for a in ("func", "args", "kwargs")):  # a Starlette-style task
+            yield BackgroundTask(item.func, *item.args, **item.kwargs)  # type: ignore[attr-defined]
+        else:
+            check_callable(item, "a background task list")
+            _check_no_arguments(item)  # type: ignore[arg-type]
+            yield BackgroundTask(item)  # type: ignore[arg-type]
+
+
+def check_callable(func: object, where: str) -> None:
+    """Raise a teaching :exc:`TypeError` unless ``func`` is a callable (not a coroutine)."""
+    if inspect.iscoroutine(func):
+        name = func.__qualname__
+        func.close()  # it will never run; closing it spares the user a second warning
+        raise TypeError(
+            f"{where} got the coroutine object {name}(...), not a function. Pass the function "
+            f"and its arguments separately, e.g. add_task({name}, ...) instead of "
+            f"add_task({name}(...)), so the call happens after the response is sent"
+        )
+    if not callable(func):
+        raise TypeError(f"{where} needs a callable, got {func!r} ({type(func).__name__})")
+
+
+def _check_no_arguments(func: Callable[..., object]) -> None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without a signature: trust the caller
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        name = callable_name(func)
+        raise TypeError(
+            f"{name} needs arguments, so it cannot be a background task on its own; "
+            f"wrap it with its arguments: BackgroundTask({name}, ...)"
+        ) from None
+
+
+def is_async_callable(func: object) -> bool:
+    """Whether calling ``func`` returns a coroutine (partials and ``async __call__`` included)."""
+    while isinstance(func, partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or (
+        callable(func) and inspect.iscoroutinefunction(func.__call__)
+    )
+
+
+def callable_name(func: object) -> str:
+    """Return a readable name for ``func``: its qualified name, looking through partials."""
+    while isinstance(func, partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) else repr(func)

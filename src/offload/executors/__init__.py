@@ -1,0 +1,14 @@
+"""The executors: where a background task runs."""
+
+from ._base import Executor
+from ._registry import executor_names, register_executor
+from .inline import InlineExecutor
+from .thread import ThreadExecutor
+
+__all__ = [
+    "Executor",
+    "InlineExecutor",
+    "ThreadExecutor",
+    "executor_names",
+    "register_executor",
+]
