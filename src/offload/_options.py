@@ -29,14 +29,16 @@ class TaskOptions:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        check_executor_spec(self.executor)
+        # Names are checked when a task is made, not here: a decorator runs at import time,
+        # possibly before the application registers the executor it names.
+        check_executor_spec(self.executor, check_name=False)
         check_timeout("timeout", self.timeout)
         check_int("retries", self.retries, minimum=0, optional=True)
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {self.name!r}")
 
 
-def check_executor_spec(spec: object) -> None:
+def check_executor_spec(spec: object, *, check_name: bool = True) -> None:
     """Check that ``spec`` names a registered executor or is one.
 
     :raises ExecutorNotFound: if it is an unknown name
@@ -46,7 +48,8 @@ def check_executor_spec(spec: object) -> None:
         return
     if not isinstance(spec, str):
         raise TypeError(f"executor must be a registered name or an offload.Executor, got {spec!r}")
-    check_executor_name(spec)
+    if check_name:
+        check_executor_name(spec)
 
 
 def task_options(
@@ -64,9 +67,9 @@ def task_options(
         @task_options(executor="process", timeout=60)
         def render_report(report_id: int) -> None: ...
 
-    A task's own ``task.set(...)`` overrides these.
+    A task's own ``task.set(...)`` overrides these. The executor name is checked when a
+    task of the function is made, so it may be registered after the decorator runs.
 
-    :raises ExecutorNotFound: if ``executor`` is an unknown name
     :raises ConfigError: if ``timeout`` or ``retries`` is out of range
     """
     options = TaskOptions(executor=executor, timeout=timeout, retries=retries, name=name)

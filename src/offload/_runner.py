@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from ._exceptions import TaskTimeout
 from ._report import Status, TaskReport
@@ -94,6 +95,8 @@ class TaskRun:
         started_at, start = time.time(), time.perf_counter()
         attempts = 0
         try:
+            # A task scheduled in a group that a failure has cancelled must not start at all.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             await self.runtime.started(executor)
             while True:
                 attempts += 1
@@ -107,7 +110,7 @@ class TaskRun:
                 )  # fmt: skip
                 await anyio.sleep(delay)
         except anyio.get_cancelled_exc_class():
-            if self._first_error is not None:  # a failing sibling cancelled this one
+            if attempts and self._first_error is not None:  # a failing sibling cancelled it
                 self._report(index, "skipped", None, started_at, start, attempts)
             raise
         except Exception as exc:  # the executor itself failed to start

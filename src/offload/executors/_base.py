@@ -28,7 +28,7 @@ class Executor(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
-            cls.name = cls.__qualname__
+            cls.name = cls.__name__
 
     @classmethod
     def from_config(cls, config: OffloadConfig) -> Self:
@@ -66,4 +66,4 @@ class Executor(ABC):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__qualname__} {self.name!r}>"
+        return f"<{type(self).__name__} {self.name!r}>"
