@@ -81,12 +81,13 @@ def task_options(
     return decorate
 
 
-_NO_OPTIONS = TaskOptions()
+#: Options that set nothing, shared by every task that sets none.
+NO_OPTIONS = TaskOptions()
 
 
 def function_options(func: Callable[..., object]) -> TaskOptions:
     """Return the ``@task_options`` defaults of ``func`` (looking through partials)."""
     while isinstance(func, partial):
         func = func.func
-    options = getattr(func, _ATTRIBUTE, _NO_OPTIONS)
-    return options if isinstance(options, TaskOptions) else _NO_OPTIONS
+    options = getattr(func, _ATTRIBUTE, NO_OPTIONS)
+    return options if isinstance(options, TaskOptions) else NO_OPTIONS

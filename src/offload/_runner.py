@@ -95,8 +95,9 @@ class TaskRun:
         started_at, start = time.time(), time.perf_counter()
         attempts = 0
         try:
-            # A task scheduled in a group that a failure has cancelled must not start at all.
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            if self._cancel_group is not None:
+                # A task scheduled in a group that a failure cancelled must not start at all.
+                await anyio.lowlevel.checkpoint_if_cancelled()
             await self.runtime.started(executor)
             while True:
                 attempts += 1

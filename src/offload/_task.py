@@ -8,7 +8,13 @@ from functools import partial
 from typing import Any, ParamSpec, Self, get_args
 
 from ._config import Concurrency, OnError, check_choice
-from ._options import ExecutorSpec, TaskOptions, check_executor_spec, function_options
+from ._options import (
+    NO_OPTIONS,
+    ExecutorSpec,
+    TaskOptions,
+    check_executor_spec,
+    function_options,
+)
 from ._report import TaskReport
 from ._resolution import ExecutorChoice, checked_choice, prepare
 from ._runner import TaskRun
@@ -34,7 +40,7 @@ class BackgroundTask:
         self.args = args
         self.kwargs = kwargs
         self.is_async = is_async_callable(func)
-        self.options = TaskOptions()
+        self.options = NO_OPTIONS
         self.defaults = function_options(func)
         # The pickled call, cached here by executors that ship tasks to other processes.
         self.payload: bytes | None = None
