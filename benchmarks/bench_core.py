@@ -43,7 +43,13 @@ def app_with(make_background: Callable[[], Any]) -> ASGIApp:
 
 async def request_cycle(app: ASGIApp) -> None:
     """One whole ASGI HTTP request cycle, background task included, with no network."""
-    scope: Scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [],
+        "query_string": b"",
+    }
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}

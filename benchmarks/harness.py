@@ -1,4 +1,4 @@
-"""Side-by-side measurement: interleaved rounds, medians with min–max, ratios to an anchor."""
+"""Side-by-side measurement: interleaved rounds, medians with min-max, ratios to an anchor."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Figure:
     def spread(self, scale: float, unit: str) -> str:
         return (
             f"{self.median * scale:.1f} {unit} "
-            f"({min(self.samples) * scale:.1f}–{max(self.samples) * scale:.1f})"
+            f"({min(self.samples) * scale:.1f}-{max(self.samples) * scale:.1f})"
         )
 
 
@@ -84,7 +84,8 @@ def print_table(title: str, rows: Sequence[Row]) -> str:
     lines = [
         f"### {title}",
         "",
-        "| measurement | offload, median (min–max) | anchor, median (min–max) | ratio | target | met |",
+        "| measurement | offload: median (min-max) | anchor: median (min-max) "
+        "| ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-import bench_core  # noqa: E402 (found through the path set above)
+import bench_core  # this folder is on sys.path when the script runs
 
 
 def main() -> None:
