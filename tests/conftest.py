@@ -7,6 +7,8 @@ import pytest
 from offload import _runtime
 from offload.executors import _registry
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

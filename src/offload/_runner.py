@@ -57,6 +57,14 @@ class TaskRun:
         self._cancel_group: anyio.CancelScope | None = None
 
     async def run(self) -> None:
+        """Run the tasks, unless the runtime captures task lists (as a test recorder does)."""
+        capture = self.runtime.capture
+        if capture is None:
+            await self.execute()
+        else:
+            capture(self)
+
+    async def execute(self) -> None:
         """Run the tasks, then raise what the error policy says to raise."""
         self.runtime.track(self)
         try:

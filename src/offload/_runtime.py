@@ -17,12 +17,14 @@ from .executors._base import Executor
 from .executors._registry import check_executor_name, create_executor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+    from ._runner import TaskRun
 
 logger = logging.getLogger("offload")
 
 #: Executors a runtime starts on entry, so the first request does not pay for their start.
-PREWARMED = ("inline", "thread")
+PREWARMED = ("inline", "thread", "process")
 
 
 class Run(Protocol):
@@ -53,6 +55,8 @@ class Runtime:
         self._executors: dict[str, Executor] = {}
         self._started: dict[Executor, None] = {}  # an ordered set: closed in reverse order
         self._runs: set[Run] = set()
+        #: When set, task lists are handed to it instead of run (the pytest plugin's recorder).
+        self.capture: Callable[[TaskRun], None] | None = None
 
     def executor(self, spec: ExecutorSpec) -> Executor:
         """Return the executor ``spec`` names (created on first use), or ``spec`` itself.
