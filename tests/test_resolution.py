@@ -156,3 +156,12 @@ def test_executor_must_be_a_name_an_executor_or_a_chooser() -> None:
         BackgroundTasks(executor=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="executor must be a registered name or an offload"):
         BackgroundTask(plain).set(executor=3)  # type: ignore[arg-type]
+
+
+async def test_the_config_executor_prepares_tasks_as_they_join(
+    recorders: dict[str, RecordingExecutor],
+) -> None:
+    async with Runtime(OffloadConfig(executor="by_config")):
+        tasks = BackgroundTasks()
+        tasks.add_task(plain)
+    assert recorders["by_config"].prepared == ["plain"]

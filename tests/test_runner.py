@@ -366,3 +366,16 @@ async def test_a_run_empty_of_tasks_does_nothing() -> None:
     tasks = BackgroundTasks()
     await tasks()
     assert tasks.reports == []
+
+
+async def test_a_sync_callable_returning_a_coroutine_fails_with_the_fix() -> None:
+    async def notify(user: str) -> None:
+        pass
+
+    tasks = BackgroundTasks(on_error="continue")
+    tasks.add_task(lambda: notify("ada")).set(name="notify ada")
+    await tasks()
+    error = tasks.reports[0].error
+    assert isinstance(error, TypeError)
+    assert "'notify ada' returned a coroutine instead of running it" in str(error)
+    assert "add_task(notify, x) instead of add_task(lambda: notify(x))" in str(error)

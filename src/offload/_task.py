@@ -97,6 +97,22 @@ class BackgroundTask:
         retries = self.options.retries
         return self.defaults.retries if retries is None else retries
 
+    def call(self) -> Any:
+        """Call a sync task's function and return its result, on the calling thread.
+
+        :raises TypeError: if the function returned a coroutine, which would otherwise be
+            dropped unrun (``add_task(lambda: notify(x))`` with an async ``notify``)
+        """
+        result = self.func(*self.args, **self.kwargs)
+        if inspect.iscoroutine(result):
+            result.close()
+            raise TypeError(
+                f"background task {self.name!r} returned a coroutine instead of running it; "
+                "pass the coroutine function and its arguments, e.g. add_task(notify, x) "
+                "instead of add_task(lambda: notify(x))"
+            )
+        return result
+
     async def __call__(self) -> None:
         await TaskRun([self]).run()
 
@@ -182,10 +198,10 @@ class BackgroundTasks:
             self.reports = run.reports
 
     def _append(self, task: BackgroundTask) -> None:
-        if task.explicit_executor is None:
+        if task.explicit_executor is None:  # else it was prepared when its executor was set
+            runtime = current_runtime()
             spec = self.choose(task)
-            if spec is not None:
-                prepare(task, spec, current_runtime())
+            prepare(task, runtime.config.executor if spec is None else spec, runtime)
         self.tasks.append(task)
 
     def __repr__(self) -> str:
@@ -201,12 +217,24 @@ def as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
             yield from item.tasks
         elif hasattr(item, "tasks"):  # Starlette's or FastAPI's BackgroundTasks
             yield from as_tasks(item.tasks)
-        elif all(hasattr(item, a) for a in ("func", "args", "kwargs")):  # a Starlette-style task
+        elif all(hasattr(item, a) for a in ("func", "args", "kwargs")) and _func_runs_as_is(item):
             yield BackgroundTask(item.func, *item.args, **item.kwargs)  # type: ignore[attr-defined]
         else:
             check_callable(item, "a background task list")
             _check_no_arguments(item)  # type: ignore[arg-type]
             yield BackgroundTask(item)  # type: ignore[arg-type]
+
+
+def _func_runs_as_is(task: object) -> bool:
+    """Whether a Starlette-style task's ``func`` can be run on its own, without the task.
+
+    Lilya's task wraps a sync function in an adapter that returns an awaitable without being
+    a coroutine function, so run as a sync call it would silently do nothing; such a task is
+    run whole instead (it is itself an async callable). Starlette's and FastAPI's tasks say
+    which kind their ``func`` is with ``is_async``.
+    """
+    func = task.func  # type: ignore[attr-defined]
+    return is_async_callable(func) or hasattr(task, "is_async") or not is_async_callable(task)
 
 
 def check_callable(func: object, where: str) -> None:

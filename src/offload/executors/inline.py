@@ -22,4 +22,4 @@ class InlineExecutor(Executor):
     async def run(self, task: BackgroundTask) -> Any:
         if task.is_async:
             return await task.func(*task.args, **task.kwargs)
-        return task.func(*task.args, **task.kwargs)
+        return task.call()

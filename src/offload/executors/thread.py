@@ -55,14 +55,13 @@ class ThreadExecutor(Executor):
             return limiter
 
     async def run(self, task: BackgroundTask) -> Any:
-        call = _run_coroutine_function if task.is_async else _call
+        if task.is_async:
+            return await anyio.to_thread.run_sync(
+                _run_coroutine_function, task, limiter=self.limiter, abandon_on_cancel=True
+            )
         return await anyio.to_thread.run_sync(
-            call, task, limiter=self.limiter, abandon_on_cancel=True
+            task.call, limiter=self.limiter, abandon_on_cancel=True
         )
-
-
-def _call(task: BackgroundTask) -> Any:
-    return task.func(*task.args, **task.kwargs)
 
 
 def _run_coroutine_function(task: BackgroundTask) -> Any:
