@@ -12,7 +12,7 @@ from shared_tasks import TaskFailed, fail, fail_async, sleep, sleep_async, write
 
 pytestmark = pytest.mark.anyio
 
-EXECUTORS = ["inline", "thread"]
+EXECUTORS = ["inline", "thread", "process"]
 
 
 @pytest.fixture(params=EXECUTORS)

@@ -14,7 +14,14 @@ from ._options import task_options
 from ._report import TaskReport
 from ._runtime import Runtime, configure
 from ._task import BackgroundTask, BackgroundTasks
-from .executors import Executor, InlineExecutor, ThreadExecutor, register_executor
+from .executors import (
+    Executor,
+    InlineExecutor,
+    PoolExecutor,
+    ProcessExecutor,
+    ThreadExecutor,
+    register_executor,
+)
 
 __all__ = [
     "BackgroundTask",
@@ -27,6 +34,8 @@ __all__ = [
     "OffloadConfig",
     "OffloadError",
     "Overloaded",
+    "PoolExecutor",
+    "ProcessExecutor",
     "Runtime",
     "TaskReport",
     "TaskTimeout",

@@ -21,6 +21,7 @@ AUTO = "auto"
 _BUILTINS = {
     "inline": "offload.executors.inline:InlineExecutor",
     "thread": "offload.executors.thread:ThreadExecutor",
+    "process": "offload.executors.process:ProcessExecutor",
 }
 _factories: dict[str, ExecutorFactory | str] = dict(_BUILTINS)
 

@@ -1,0 +1,133 @@
+"""Pickling a task's call for a worker process, and unpacking what the worker sends back."""
+
+from __future__ import annotations
+
+import pickle
+import reprlib
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import NotPicklable, OffloadError
+
+if TYPE_CHECKING:
+    from .._task import BackgroundTask
+
+#: What a worker sends back, built from plain types only so that unpickling it in the
+#: parent can never fail (a pool whose result cannot be unpickled breaks):
+#: ``(kind, data, type_name, message, traceback_text)`` where ``kind`` is
+#: ``"returned"`` (``data`` is the pickled value), ``"raised"`` (``data`` is the pickled
+#: exception, or ``None`` if it would not pickle) or ``"unpicklable"`` (the return value
+#: would not pickle: ``type_name`` is its type and ``message`` why).
+Outcome = tuple[str, bytes | None, str, str, str]
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+
+
+def payload_of(task: BackgroundTask) -> bytes:
+    """Return the task's pickled call, pickling it now if no executor has done so yet.
+
+    :raises NotPicklable: if the call cannot be pickled
+    """
+    if task.payload is None:
+        task.payload = pickle_call(task)
+    return task.payload
+
+
+def pickle_call(task: BackgroundTask) -> bytes:
+    """Pickle ``(func, args, kwargs)`` of ``task`` with the standard pickle.
+
+    :raises NotPicklable: naming the task and the first part of the call that does not pickle
+    """
+    try:
+        return pickle.dumps((task.func, task.args, task.kwargs), pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise NotPicklable(_explain(task)) from exc
+
+
+def _explain(task: BackgroundTask) -> str:
+    # Pickle each part alone to name the culprit; pickle's own message rarely does.
+    if (problem := _pickle_error(task.func)) is not None:
+        return (
+            f"process task {task.name!r} cannot be pickled: its function "
+            f"{_short.repr(task.func)} does not pickle ({problem}); define it at module "
+            "level so worker processes can import it by name (a lambda or a function "
+            "defined inside another function cannot be)"
+        )
+    parts = [(f"argument {i}", arg) for i, arg in enumerate(task.args)]
+    parts += [(f"keyword argument {key!r}", value) for key, value in task.kwargs.items()]
+    for where, value in parts:
+        if (problem := _pickle_error(value)) is not None:
+            return (
+                f"process task {task.name!r} cannot be pickled: {where} {_short.repr(value)} "
+                f"does not pickle ({problem}); pass picklable arguments, such as the plain "
+                "data a worker can rebuild the object from"
+            )
+    return (
+        f"process task {task.name!r} cannot be pickled: {_pickle_error(task.args)}; "
+        "pass a module-level function and picklable arguments"
+    )
+
+
+def _pickle_error(obj: object) -> str | None:
+    try:
+        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, chained as its ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'
+
+
+def unpack_outcome(outcome: Outcome, task_name: str) -> Any:
+    """Return the value a worker sent back, or raise the exception it sent back.
+
+    :raises BaseException: the task's exception, its worker traceback as ``__cause__``
+    :raises OffloadError: if the exception or value cannot cross back to this process
+    """
+    kind, data, type_name, message, traceback_text = outcome
+    if kind == "returned":
+        assert data is not None
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise OffloadError(
+                f"process task {task_name!r} returned a value that cannot be unpickled in "
+                f"the parent ({type(exc).__name__}: {exc}); return plain data instead"
+            ) from None
+    if kind == "unpicklable":
+        raise OffloadError(
+            f"process task {task_name!r} returned a {type_name} that cannot be pickled "
+            f"({message}); return plain data instead"
+        )
+    error, problem = _unpickle_exception(data)
+    if error is None:
+        error = OffloadError(
+            f"process task {task_name!r} raised {type_name}: {message} "
+            f"(the exception {problem}, so it is shown as text)"
+        )
+    elif not isinstance(error, Exception):
+        # A worker's SystemExit or KeyboardInterrupt must not stop the server.
+        error = OffloadError(f"process task {task_name!r} raised {type_name}: {message}")
+    error.__cause__ = RemoteTraceback(traceback_text)
+    raise error
+
+
+def _unpickle_exception(data: bytes | None) -> tuple[BaseException | None, str]:
+    if data is None:
+        return None, "cannot be pickled"
+    try:
+        error = pickle.loads(data)
+    except Exception as exc:  # e.g. an exception whose __init__ needs more than its message
+        return None, f"cannot be unpickled in the parent: {type(exc).__name__}: {exc}"
+    if not isinstance(error, BaseException):
+        return None, f"unpickled as {type(error).__name__}"
+    return error, ""

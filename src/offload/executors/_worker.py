@@ -1,0 +1,72 @@
+"""The code that runs inside worker processes (and, for PoolExecutor, wherever its pool runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import logging
+import pickle
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._logs import PipeHandler
+from ._pickling import Outcome
+
+
+def initialize(log_connection: Connection, log_level: int) -> None:
+    """Set up a fresh worker: its output is line-buffered, its log records go to the parent."""
+    # A task's output then reaches the parent's terminal as it is written, not at exit.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+    root = logging.getLogger()
+    # Handlers a preloaded module installed would print records the parent prints too.
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.addHandler(PipeHandler(log_connection))
+    root.setLevel(log_level)
+
+
+def run_payload(payload: bytes) -> Outcome:
+    """Unpickle a task's call, run it, and pack what it returned or raised."""
+    try:
+        func, args, kwargs = pickle.loads(payload)
+        result = call(func, args, kwargs)
+    except BaseException as exc:
+        return _raised(exc)
+    try:
+        return ("returned", pickle.dumps(result, pickle.HIGHEST_PROTOCOL), "", "", "")
+    except Exception as exc:
+        return ("unpicklable", None, _type_name(result), f"{type(exc).__name__}: {exc}", "")
+
+
+def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Call ``func``; a coroutine function's coroutine runs to its end on a new asyncio loop."""
+    result = func(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
+
+
+def _raised(exc: BaseException) -> Outcome:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    try:
+        data: bytes | None = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        data = None
+    return ("raised", data, _type_name(exc), message, text)
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
