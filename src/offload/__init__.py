@@ -10,6 +10,7 @@ from ._exceptions import (
     TaskTimeout,
     WorkerCrashed,
 )
+from ._lifespan import lifespan
 from ._options import task_options
 from ._report import TaskReport
 from ._runtime import Runtime, configure
@@ -42,6 +43,7 @@ __all__ = [
     "ThreadExecutor",
     "WorkerCrashed",
     "configure",
+    "lifespan",
     "register_executor",
     "task_options",
 ]

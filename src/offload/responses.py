@@ -1,0 +1,126 @@
+"""BackgroundsMixin: give any response class a ``backgrounds=`` argument run by offload.
+
+The mixin needs no web framework: it only sets ``self.background``, which Starlette,
+FastAPI and the frameworks built on them await after the response is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._config import Concurrency, OnError
+from ._options import ExecutorSpec
+from ._resolution import ExecutorChoice
+from ._task import BackgroundTask, BackgroundTasks
+
+__all__ = ["BackgroundsMixin", "merge_backgrounds"]
+
+
+class BackgroundsMixin:
+    """Give a response class offload's ``backgrounds=``, ``executor=``, ``on_error=`` and
+    ``concurrency=`` arguments. Put it first among the bases::
+
+        class JSONResponse(BackgroundsMixin, starlette.responses.JSONResponse): ...
+
+        return JSONResponse({"ok": True}, backgrounds=[BackgroundTask(render_pdf, 42)],
+                            executor="process", on_error="continue")
+
+    Every other argument goes to the response class unchanged. After it has run,
+    ``self.background`` is an offload :class:`~offload.BackgroundTasks`: the tasks of a
+    ``background=`` given as well first, then ``backgrounds``. With no task at all it stays
+    ``None``, so a framework may still attach its own (FastAPI attaches the tasks injected
+    into the endpoint only to a response whose ``background`` is ``None``).
+
+    :param backgrounds: offload tasks, Starlette/FastAPI-style tasks (anything with ``func``,
+        ``args`` and ``kwargs``), their ``BackgroundTasks`` (anything with ``tasks``), or
+        zero-argument callables
+    :param executor: the executor of the tasks that choose none themselves: a name, an
+        :class:`~offload.Executor`, or a chooser called with each task
+    :param on_error: the error policy of these tasks; the config's when ``None``
+    :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :raises TypeError: if ``backgrounds`` is not a sequence, or holds something that is no task
+    :raises ExecutorNotFound: if ``executor`` is an unknown name
+    :raises NotPicklable: if a task goes to the process executor and cannot be pickled
+    """
+
+    # Empty, so the mixin also combines with response classes that use __slots__ (Litestar's).
+    __slots__ = ()
+
+    # Any: each framework types its own attribute, and this mixin puts offload's list there.
+    background: Any
+
+    def __init__(
+        self,
+        *args: Any,
+        backgrounds: Iterable[object] | None = None,
+        executor: ExecutorChoice | None = None,
+        on_error: OnError | None = None,
+        concurrency: Concurrency | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Read back rather than taken from kwargs: `background` may have come positionally.
+        self.background = merge_backgrounds(
+            getattr(self, "background", None),
+            backgrounds,
+            executor=executor,
+            on_error=on_error,
+            concurrency=concurrency,
+        )
+
+
+def merge_backgrounds(
+    background: object,
+    backgrounds: Iterable[object] | None,
+    *,
+    executor: ExecutorChoice | None = None,
+    on_error: OnError | None = None,
+    concurrency: Concurrency | None = None,
+) -> BackgroundTasks | None:
+    """Return one offload task list: the tasks of ``background`` first, then ``backgrounds``.
+
+    An offload :class:`~offload.BackgroundTasks` given as ``background`` is returned as it is
+    when there is nothing to add to it; otherwise its own executor choice still applies to its
+    own tasks, and its ``on_error`` and ``concurrency`` to the whole list unless given here.
+
+    :returns: ``None`` when there is no task at all
+    :raises TypeError: if ``backgrounds`` is not a sequence
+    """
+    if backgrounds is not None and not isinstance(backgrounds, Iterable):
+        raise TypeError(
+            f"backgrounds must be a sequence of tasks, got {backgrounds!r}; "
+            "wrap a single task or task list in a list: backgrounds=[...]"
+        )
+    extra = list(backgrounds or ())
+    if background is None and not extra:
+        return None
+    own = background if isinstance(background, BackgroundTasks) else None
+    if own is None:
+        items = extra if background is None else [background, *extra]
+        return BackgroundTasks(items, executor=executor, on_error=on_error, concurrency=concurrency)
+    if not extra and executor is None and on_error is None and concurrency is None:
+        return own
+    return BackgroundTasks(
+        [own, *extra],
+        executor=_own_choice_first(own, executor),
+        on_error=on_error or own.on_error,
+        concurrency=concurrency or own.concurrency,
+    )
+
+
+def _own_choice_first(
+    own: BackgroundTasks, executor: ExecutorChoice | None
+) -> ExecutorChoice | None:
+    """Return a chooser that keeps ``own``'s executor choice for ``own``'s tasks."""
+    if own.executor is None:
+        return executor
+    own_tasks = set(own.tasks)
+    # A throwaway list does the name / instance / chooser handling of the response's choice.
+    response_choice = BackgroundTasks(executor=executor)
+
+    def choose(task: BackgroundTask) -> ExecutorSpec | None:
+        spec = own.choose(task) if task in own_tasks else None
+        return spec if spec is not None else response_choice.choose(task)
+
+    return choose
