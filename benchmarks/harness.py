@@ -1,12 +1,30 @@
-"""Side-by-side measurement: interleaved rounds, medians with min-max, ratios to an anchor."""
+"""Side-by-side measurement: interleaved rounds, medians with min-max, ratios to an anchor.
+
+Also what several benchmarks share: CPU-bound work, a server in a subprocess, and the report
+(Markdown tables and a chart) that ``benchmarks/run.py`` writes.
+
+Only the standard library is imported at the top: worker processes import this module for
+:func:`burn`, and should not pay for uvicorn or matplotlib.
+"""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -37,13 +55,40 @@ async def interleaved(
 
     :param variants: label -> coroutine function returning one sample (e.g. seconds per call)
     """
-    samples: dict[str, list[float]] = {label: [] for label in variants}
+
+    def one_metric(
+        measure: Callable[[], Awaitable[float]],
+    ) -> Callable[[], Awaitable[dict[str, float]]]:
+        async def sample() -> dict[str, float]:
+            return {"": await measure()}
+
+        return sample
+
+    figures = await interleaved_metrics(
+        {label: one_metric(measure) for label, measure in variants.items()}, rounds
+    )
+    return {label: metrics[""] for label, metrics in figures.items()}
+
+
+async def interleaved_metrics(
+    variants: dict[str, Callable[[], Awaitable[dict[str, float]]]], rounds: int
+) -> dict[str, dict[str, Figure]]:
+    """As :func:`interleaved`, for variants whose every run yields several metrics at once
+    (say a p50, a p99 and a total time).
+
+    :returns: variant label -> metric name -> figure, labelled with the variant
+    """
+    samples: dict[str, dict[str, list[float]]] = {label: {} for label in variants}
     labels = list(variants)
     for _ in range(rounds):
         random.shuffle(labels)
         for label in labels:
-            samples[label].append(await variants[label]())
-    return {label: Figure(label, values) for label, values in samples.items()}
+            for metric, value in (await variants[label]()).items():
+                samples[label].setdefault(metric, []).append(value)
+    return {
+        label: {metric: Figure(label, values) for metric, values in metrics.items()}
+        for label, metrics in samples.items()
+    }
 
 
 async def per_call(call: Callable[[], Awaitable[object]], calls: int) -> float:
@@ -54,9 +99,125 @@ async def per_call(call: Callable[[], Awaitable[object]], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def percentile(values: Sequence[float], percent: int) -> float:
+    """Return the ``percent``-th percentile of ``values`` (at least two of them)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15-minute load averages: the noise the figures were taken in."""
+    return "/".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+# --- CPU-bound work --------------------------------------------------------------------------
+
+
+def burn(iterations: int) -> int:
+    """Pure-Python CPU work that holds the GIL throughout."""
+    total = 0
+    for i in range(iterations):
+        total += i * i
+    return total
+
+
+def burn_and_mark(iterations: int, marker: str) -> None:
+    """:func:`burn`, then create the file ``marker``: how a client outside the server sees
+    that the task has ended, without asking the (possibly busy) server."""
+    burn(iterations)
+    Path(marker).touch()
+
+
+def calibrate(seconds: float) -> int:
+    """Return how many iterations of :func:`burn` take about ``seconds`` here."""
+    iterations = 100_000
+    while True:
+        start = time.perf_counter()
+        burn(iterations)
+        elapsed = time.perf_counter() - start
+        if elapsed > 0.1:
+            return int(iterations * seconds / elapsed)
+        iterations *= 2
+
+
+# --- a real server ---------------------------------------------------------------------------
+
+
+def serve(app: Any) -> None:
+    """Serve ``app`` with uvicorn on a free port of 127.0.0.1 until SIGINT or SIGTERM.
+
+    The first line printed on stdout is the server's base URL, for :func:`server`.
+    """
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))  # port 0: the kernel picks a free one, with no race
+    print(f"http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+@contextmanager
+def server(module: str, *, timeout: float = 30) -> Iterator[str]:
+    """Run ``benchmarks/<module>.py``'s ``app`` on a uvicorn server in a subprocess; yield
+    its base URL once it answers ``GET /ping``, and stop it cleanly on exit.
+
+    A subprocess, so that the client measuring the server does not share its GIL.
+
+    :raises RuntimeError: if the server does not start within ``timeout`` seconds
+    """
+    import httpx
+
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(BENCHMARKS)!r})
+        import harness, {module}
+        harness.serve({module}.app)
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url:
+            raise RuntimeError(f"the {module} server exited with code {process.wait()}")
+        deadline = time.monotonic() + timeout
+        while True:  # the port is bound at once, but answers once the lifespan has started
+            try:
+                httpx.get(f"{url}/ping", timeout=timeout).raise_for_status()
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the {module} server did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        stop(process, timeout)
+
+
+def stop(process: subprocess.Popen[str], timeout: float) -> None:
+    """Stop a server gracefully (SIGINT, as Ctrl-C would), killing it if it takes too long."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Row:
-    """One line of a results table: a figure against its anchor, and the target."""
+    """One line of a results table: a figure against its anchor, and the target.
+
+    :ivar met: whether the target was met; ``None`` for a row shown for information only
+    :ivar limit: the target as a bound on ``ratio``, when it is one (drawn on the chart)
+    """
 
     what: str
     figure: Figure
@@ -64,7 +225,8 @@ class Row:
     scale: float
     unit: str
     target: str
-    met: bool
+    met: bool | None
+    limit: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -76,24 +238,78 @@ def ratio_row(
 ) -> Row:
     """A row whose target is ``figure / anchor <= limit``."""
     ratio = figure.median / anchor.median
-    return Row(what, figure, anchor, scale, unit, f"<= {limit:.2f}x", ratio <= limit)
+    return Row(what, figure, anchor, scale, unit, f"<= {limit:.2f}x", ratio <= limit, limit)
 
 
-def print_table(title: str, rows: Sequence[Row]) -> str:
-    """Print the rows as a Markdown table and return it."""
-    lines = [
-        f"### {title}",
-        "",
+@dataclass(frozen=True)
+class Table:
+    """A titled group of rows, with a note on what was measured and how."""
+
+    title: str
+    rows: Sequence[Row]
+    note: str = ""
+    markdown: str = field(default="", compare=False)
+
+
+#: Every table :func:`print_table` has printed in this process, for ``run.py``'s report.
+TABLES: list[Table] = []
+
+
+def print_table(title: str, rows: Sequence[Row], note: str = "") -> str:
+    """Print the rows as a Markdown table, record it in :data:`TABLES`, and return it."""
+    lines = [f"### {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += [
         "| measurement | offload: median (min-max) | anchor: median (min-max) "
         "| ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
+    met = {True: "yes", False: "**no**", None: "-"}
     for row in rows:
         lines.append(
             f"| {row.what} | {row.figure.spread(row.scale, row.unit)} "
             f"| {row.anchor.label}: {row.anchor.spread(row.scale, row.unit)} "
-            f"| {row.ratio:.2f}x | {row.target} | {'yes' if row.met else '**no**'} |"
+            f"| {row.ratio:.2f}x | {row.target or '-'} | {met[row.met]} |"
         )
-    table = "\n".join(lines)
-    print(table, flush=True)
-    return table
+    markdown = "\n".join(lines)
+    TABLES.append(Table(title, rows, note, markdown))
+    print(markdown, "", sep="\n", flush=True)
+    return markdown
+
+
+def plot(tables: Sequence[Table], path: Path) -> None:
+    """Draw every row's ratio to its anchor as a bar, with its target, into a PNG at ``path``.
+
+    One log-scaled axis fits rows whose ratios range from 1/100 to a few times the anchor.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
+    rows = [row for table in tables for row in table.rows]
+    labels = [textwrap.fill(row.what, 48) for row in rows]
+    ratios = [row.ratio for row in rows]
+    colours = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
+    figure, axes = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.6), layout="constrained")
+    positions = range(len(rows))[::-1]  # the first row at the top
+    axes.barh(positions, ratios, color=[colours[row.met] for row in rows], height=0.6)
+    for y, row in zip(positions, rows, strict=True):
+        axes.annotate(
+            f"{row.ratio:.2f}x", (row.ratio, y), xytext=(4, 0), textcoords="offset points",
+            va="center", fontsize=8,
+        )  # fmt: skip
+        if row.limit is not None:
+            axes.plot([row.limit] * 2, [y - 0.4, y + 0.4], color="black", linewidth=2)
+    axes.axvline(1.0, color="#555555", linestyle=":", linewidth=1)
+    axes.set_xscale("log")
+    axes.set_yticks(list(positions), labels, fontsize=8)
+    axes.set_xlabel(
+        "offload / anchor, medians (log scale; lower is better). "
+        "Green: target met, red: missed, grey: no target; black tick: the target"
+    )
+    axes.set_title("offload against its anchors, measured side by side")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

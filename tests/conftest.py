@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 
 import pytest
@@ -29,4 +30,5 @@ def _isolated_offload() -> Iterator[None]:
     if _runtime._default is not None:
         _runtime._close_at_exit([_runtime._default])  # stop any pool the test's tasks started
     _runtime._default = None
+    assert multiprocessing.active_children() == [], "a test left worker processes alive"
     _runtime._default_config = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -20,7 +20,6 @@ from offload import (
     NotPicklable,
     OffloadError,
     PoolExecutor,
-    _runtime,
     register_executor,
 )
 from offload.executors._pickling import RemoteTraceback
@@ -28,14 +27,6 @@ from offload.executors._pickling import RemoteTraceback
 pytestmark = pytest.mark.anyio
 
 process_pool = partial(ProcessPoolExecutor, 1, mp_context=multiprocessing.get_context("forkserver"))
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_workers() -> Iterator[None]:
-    yield
-    if _runtime._default is not None:  # closed here, before the check, not after it
-        _runtime._close_at_exit([_runtime._default])
-    assert multiprocessing.active_children() == []
 
 
 async def call(executor: PoolExecutor, func: Callable[..., Any], *args: Any) -> Any:

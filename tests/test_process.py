@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,11 @@ from offload import (
     Runtime,
     TaskTimeout,
     WorkerCrashed,
-    _runtime,
     task_options,
 )
 from offload.executors._pickling import RemoteTraceback
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_workers() -> Iterator[None]:
-    """Fail a test that leaves a worker process alive."""
-    yield
-    if _runtime._default is not None:  # closed here, before the check, not after it
-        _runtime._close_at_exit([_runtime._default])
-    assert multiprocessing.active_children() == []
 
 
 def config(**changes: Any) -> OffloadConfig:
