@@ -26,7 +26,7 @@ import offload.starlette
 ROUNDS = 15
 REQUESTS = 300
 HOPS = 500
-SERVER_ROUNDS, SERVER_REQUESTS = 9, 150
+SERVER_ROUNDS, SERVER_REQUESTS = 15, 200
 
 
 def sync_noop() -> None:

@@ -9,6 +9,7 @@ Only the standard library is imported at the top: worker processes import this m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class Figure:
 
 
 async def interleaved(
-    variants: dict[str, Callable[[], Awaitable[float]]], rounds: int
+    variants: Mapping[str, Callable[[], Awaitable[float]]], rounds: int
 ) -> dict[str, Figure]:
     """Run each variant once per round, in a fresh random order each round.
 
@@ -71,7 +72,7 @@ async def interleaved(
 
 
 async def interleaved_metrics(
-    variants: dict[str, Callable[[], Awaitable[dict[str, float]]]], rounds: int
+    variants: Mapping[str, Callable[[], Awaitable[dict[str, float]]]], rounds: int
 ) -> dict[str, dict[str, Figure]]:
     """As :func:`interleaved`, for variants whose every run yields several metrics at once
     (say a p50, a p99 and a total time).
@@ -100,7 +101,9 @@ async def per_call(call: Callable[[], Awaitable[object]], calls: int) -> float:
 
 
 def percentile(values: Sequence[float], percent: int) -> float:
-    """Return the ``percent``-th percentile of ``values`` (at least two of them)."""
+    """Return the ``percent``-th percentile of ``values`` (at least one)."""
+    if len(values) == 1:
+        return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
 
 
@@ -149,11 +152,15 @@ def serve(app: Any) -> None:
     """
     import uvicorn
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: only then does asyncio set TCP_NODELAY on connections,
+    # without which Nagle's algorithm holds a response's body back ~40 ms (delayed ACKs).
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))  # port 0: the kernel picks a free one, with no race
     print(f"http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[listener])
+    # uvicorn shuts down gracefully (lifespan included) on SIGINT, then raises it again.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 @contextmanager
@@ -174,7 +181,10 @@ def server(module: str, *, timeout: float = 30) -> Iterator[str]:
         harness.serve({module}.app)
     """
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # Ctrl-C stops the benchmark, which then stops the server
     )
     try:
         assert process.stdout is not None
@@ -241,6 +251,11 @@ def ratio_row(
     return Row(what, figure, anchor, scale, unit, f"<= {limit:.2f}x", ratio <= limit, limit)
 
 
+def format_ratio(ratio: float) -> str:
+    """``1.07x``, or two significant digits below 0.1x (``0.0023x``) rather than ``0.00x``."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 @dataclass(frozen=True)
 class Table:
     """A titled group of rows, with a note on what was measured and how."""
@@ -270,7 +285,7 @@ def print_table(title: str, rows: Sequence[Row], note: str = "") -> str:
         lines.append(
             f"| {row.what} | {row.figure.spread(row.scale, row.unit)} "
             f"| {row.anchor.label}: {row.anchor.spread(row.scale, row.unit)} "
-            f"| {row.ratio:.2f}x | {row.target or '-'} | {met[row.met]} |"
+            f"| {format_ratio(row.ratio)} | {row.target or '-'} | {met[row.met]} |"
         )
     markdown = "\n".join(lines)
     TABLES.append(Table(title, rows, note, markdown))
@@ -279,37 +294,47 @@ def print_table(title: str, rows: Sequence[Row], note: str = "") -> str:
 
 
 def plot(tables: Sequence[Table], path: Path) -> None:
-    """Draw every row's ratio to its anchor as a bar, with its target, into a PNG at ``path``.
+    """Draw every row's ratio to its anchor, with its target, into a PNG at ``path``.
 
-    One log-scaled axis fits rows whose ratios range from 1/100 to a few times the anchor.
+    Each ratio is a line from the anchor (1x) to a dot: to the left offload is faster (or
+    quieter), to the right slower. One log-scaled axis fits ratios from 1/1000 to a few x.
     """
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed, none opened
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     rows = [row for table in tables for row in table.rows]
-    labels = [textwrap.fill(row.what, 48) for row in rows]
-    ratios = [row.ratio for row in rows]
     colours = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
-    figure, axes = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.6), layout="constrained")
+    figure, axes = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8), layout="constrained")
     positions = range(len(rows))[::-1]  # the first row at the top
-    axes.barh(positions, ratios, color=[colours[row.met] for row in rows], height=0.6)
     for y, row in zip(positions, rows, strict=True):
+        colour = colours[row.met]
+        axes.plot([1.0, row.ratio], [y, y], color=colour, linewidth=3, solid_capstyle="butt")
+        axes.plot([row.ratio], [y], "o", color=colour, markersize=8)
         axes.annotate(
-            f"{row.ratio:.2f}x", (row.ratio, y), xytext=(4, 0), textcoords="offset points",
-            va="center", fontsize=8,
+            format_ratio(row.ratio), (row.ratio, y), xytext=(0, 7), textcoords="offset points",
+            ha="center", fontsize=8,
         )  # fmt: skip
         if row.limit is not None:
-            axes.plot([row.limit] * 2, [y - 0.4, y + 0.4], color="black", linewidth=2)
+            axes.plot([row.limit], [y], marker="|", color="black", markersize=16, mew=2)
     axes.axvline(1.0, color="#555555", linestyle=":", linewidth=1)
     axes.set_xscale("log")
-    axes.set_yticks(list(positions), labels, fontsize=8)
-    axes.set_xlabel(
-        "offload / anchor, medians (log scale; lower is better). "
-        "Green: target met, red: missed, grey: no target; black tick: the target"
-    )
+    axes.set_ylim(-0.7, len(rows) - 0.3)
+    axes.set_yticks(list(positions), [textwrap.fill(row.what, 55) for row in rows], fontsize=8)
+    axes.set_xlabel("offload median / anchor median (log scale; left of 1x: offload is better)")
     axes.set_title("offload against its anchors, measured side by side")
+    axes.grid(axis="x", which="major", color="#e0e0e0")
+    axes.legend(
+        handles=[
+            Line2D([], [], marker="o", color=colours[True], label="target met"),
+            Line2D([], [], marker="o", color=colours[False], label="target missed"),
+            Line2D([], [], marker="o", color=colours[None], label="no target"),
+            Line2D([], [], marker="|", color="black", linestyle="", markersize=12, label="target"),
+        ],
+        loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
+    )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

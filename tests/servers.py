@@ -69,18 +69,20 @@ async def call_once(app: ASGIApp, events: list[str], path: str = "/") -> None:
 
 
 @contextmanager
-def serve(app: ASGIApp, *, timeout: float = 30) -> Iterator[str]:
+def serve(app: ASGIApp, *, timeout: float = 30, **options: Any) -> Iterator[str]:
     """Run ``app`` (its lifespan included) on a real uvicorn server on a free port of
     127.0.0.1, in a thread, and yield its base URL; stop it cleanly on exit.
 
+    :param options: more of ``uvicorn.Config``'s settings, e.g. ``timeout_graceful_shutdown``
     :raises RuntimeError: if the server does not start or stop within ``timeout`` seconds
     """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only then, else Nagle delays replies ~40 ms.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))  # port 0: the kernel picks a free one, with no race
     port = listener.getsockname()[1]
     # log_config=None: leave the test process's logging (and caplog) as it is.
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", http="h11")
+        uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", http="h11", **options)
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True
