@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The Dask tests start a real cluster; they run as a step of their own after the main suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not dask"
+	$(BIN)/python -m pytest -m dask
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

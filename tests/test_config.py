@@ -160,3 +160,8 @@ def test_from_env_rejects_bad_values_naming_the_variable(
 
 def test_every_field_can_be_parsed_from_a_string() -> None:
     assert set(_KINDS) == set(FIELD_NAMES)
+
+
+def test_an_empty_or_none_env_value_means_none_for_optional_fields() -> None:
+    config = OffloadConfig.from_env({"OFFLOAD_DASK_ADDRESS": "", "OFFLOAD_MAX_PENDING": "None"})
+    assert (config.dask_address, config.max_pending) == (None, None)

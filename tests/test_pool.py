@@ -150,3 +150,22 @@ async def test_a_registered_pool_runs_a_task_list() -> None:
     await tasks()
     assert tasks.reports[0].status == "succeeded"
     assert tasks.reports[0].executor == "mypool"
+
+
+class LegacyPool(ThreadPoolExecutor):
+    """A pool whose shutdown predates ``cancel_futures``, as loky's and Dask's do."""
+
+    def shutdown(self, wait: bool = True) -> None:  # type: ignore[override]
+        super().shutdown(wait=wait)
+
+
+async def test_a_pool_without_cancel_futures_still_shuts_down() -> None:
+    pools: list[LegacyPool] = []
+
+    def make() -> LegacyPool:
+        pools.append(LegacyPool(1))
+        return pools[-1]
+
+    async with PoolExecutor(make) as executor:
+        assert await call(executor, process_tasks.add, 1, 2) == 3
+    assert pools[0]._shutdown

@@ -211,7 +211,7 @@ def test_unknown_marker_fields_stop_the_run_at_collection(app: pytest.Pytester) 
     result.stderr.fnmatch_lines(
         [
             "*test_typo: @pytest.mark.offload: unknown config key 'thread_limt'"
-            " (did you mean thread_limit?); valid keys are: concurrency, detach, *"
+            " (did you mean thread_limit?); valid keys are: concurrency, dask_address, detach, *"
         ]
     )
 

@@ -142,7 +142,7 @@ def test_unknown_executor_in_the_config_fails_when_the_runtime_starts() -> None:
         async with Runtime(OffloadConfig(executor="nowhere")):
             pass
 
-    with pytest.raises(ExecutorNotFound, match="'auto', 'inline'"):
+    with pytest.raises(ExecutorNotFound, match="'auto', 'dask', 'inline'"):
         anyio.run(enter)
 
 

@@ -54,6 +54,8 @@ class OffloadConfig:
     :param max_pending: bound on detached work; past it scheduling raises ``Overloaded``
     :param shutdown_timeout: seconds a ``Runtime`` waits for in-flight tasks when it closes
     :param on_report: called with every ``TaskReport``
+    :param dask_address: address of the Dask scheduler the ``"dask"`` executor connects to,
+        e.g. ``"tcp://10.0.0.5:8786"``; needs ``pip install offload[dask]``
     :raises ConfigError: if a value is invalid
     """
 
@@ -72,6 +74,7 @@ class OffloadConfig:
     max_pending: int | None = None
     shutdown_timeout: float = 30.0
     on_report: Callable[[TaskReport], object] | None = None
+    dask_address: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, str) or not self.executor:
@@ -93,6 +96,11 @@ class OffloadConfig:
         _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
         if self.on_report is not None and not callable(self.on_report):
             raise ConfigError(f"on_report must be a callable or None, got {self.on_report!r}")
+        if self.dask_address is not None and not _is_address(self.dask_address):
+            raise ConfigError(
+                "dask_address must be a scheduler address such as 'tcp://10.0.0.5:8786', "
+                f"or None, got {self.dask_address!r}"
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> OffloadConfig:
@@ -168,6 +176,11 @@ def check_timeout(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a number of seconds > 0, or None, got {value!r}")
 
 
+def _is_address(value: object) -> bool:
+    # Loose on purpose: Dask knows its schemes (tcp, tls, ucx, inproc); this catches blanks.
+    return isinstance(value, str) and ":" in value and not any(c.isspace() for c in value)
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -194,12 +207,12 @@ def _parse(key: str, value: object, *, source: str | None = None) -> Any:
         return value
     text = value.strip()
     kind = _KINDS[key]
+    if key in _OPTIONAL and text.lower() in {"", "none"}:
+        return None
     if kind is str:
         return text
     if kind is tuple:
         return tuple(part.strip() for part in text.split(",") if part.strip())
-    if key in _OPTIONAL and text.lower() in {"", "none"}:
-        return None
     try:
         if kind is bool:
             lowered = text.lower()
@@ -242,5 +255,6 @@ _KINDS: dict[str, Any] = {
     "max_pending": int,
     "shutdown_timeout": float,
     "on_report": Callable,
+    "dask_address": str,
 }
-_OPTIONAL = {"max_tasks_per_child", "task_timeout", "max_pending", "on_report"}
+_OPTIONAL = {"max_tasks_per_child", "task_timeout", "max_pending", "on_report", "dask_address"}

@@ -22,6 +22,8 @@ _BUILTINS = {
     "inline": "offload.executors.inline:InlineExecutor",
     "thread": "offload.executors.thread:ThreadExecutor",
     "process": "offload.executors.process:ProcessExecutor",
+    # Needs OffloadConfig.dask_address, and offload[dask] installed; both checked on first use.
+    "dask": "offload.executors.dask:DaskExecutor",
 }
 _factories: dict[str, ExecutorFactory | str] = dict(_BUILTINS)
 

@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from concurrent.futures import Executor as FuturesExecutor
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -100,7 +99,7 @@ class PoolExecutor(Executor):
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            await anyio.to_thread.run_sync(partial(pool.shutdown, wait=True, cancel_futures=True))
+            await anyio.to_thread.run_sync(_shut_down, pool)
 
     async def run(self, task: BackgroundTask) -> Any:
         """Submit ``task`` to the pool and wait for its result.
@@ -155,12 +154,19 @@ class PoolExecutor(Executor):
         with self._lock:
             if self._pool is broken:  # another task may have replaced it already
                 self._pool = None
-        await anyio.to_thread.run_sync(partial(broken.shutdown, wait=True, cancel_futures=True))
+        await anyio.to_thread.run_sync(_shut_down, broken)
         return await anyio.to_thread.run_sync(self._current_pool)
 
     def __repr__(self) -> str:
         pool = self._pool if self._pool is not None else self._factory
         return f"<PoolExecutor {self.name!r} {pool!r}>"
+
+
+def _shut_down(pool: FuturesExecutor) -> None:
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except TypeError:  # loky's and Dask's executors predate cancel_futures
+        pool.shutdown(wait=True)
 
 
 def _submit(pool: FuturesExecutor, task: BackgroundTask) -> Future[Any]:
