@@ -70,6 +70,11 @@ def task_options(
     A task's own ``task.set(...)`` overrides these. The executor name is checked when a
     task of the function is made, so it may be registered after the decorator runs.
 
+    ``timeout`` limits each attempt; ``retries`` runs a task that failed, timed out or lost
+    its worker process again, after an exponential backoff with jitter (the config's
+    ``retry_backoff``). Give retries only to idempotent functions: an attempt may have done
+    part of its work before it failed.
+
     :raises ConfigError: if ``timeout`` or ``retries`` is out of range
     """
     options = TaskOptions(executor=executor, timeout=timeout, retries=retries, name=name)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from ._exceptions import TaskTimeout
+from ._exceptions import NotPicklable, OffloadError, TaskTimeout
 from ._report import Status, TaskReport
 from ._resolution import resolve
 from ._runtime import current_runtime
@@ -19,6 +19,7 @@ from ._runtime import current_runtime
 if TYPE_CHECKING:
     from ._config import Concurrency, OnError
     from ._options import ExecutorSpec
+    from ._runtime import Runtime
     from ._task import BackgroundTask
     from .executors import Executor
 
@@ -31,6 +32,7 @@ class TaskRun:
     :param choose: the list's executor for a task (step 3 of the resolution)
     :param on_error: the error policy; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :param runtime: the runtime to run with; the active one when ``None``
     :ivar reports: after :meth:`run`, one report per task, in task order
     """
 
@@ -41,8 +43,9 @@ class TaskRun:
         choose: Callable[[BackgroundTask], ExecutorSpec | None] | None = None,
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        self.runtime = runtime = current_runtime()
+        self.runtime = runtime = runtime or current_runtime()
         self.config = config = runtime.config
         self.tasks = tuple(tasks)
         self.on_error = on_error or config.on_error
@@ -64,9 +67,14 @@ class TaskRun:
         else:
             capture(self)
 
-    async def execute(self) -> None:
-        """Run the tasks, then raise what the error policy says to raise."""
-        self.runtime.track(self)
+    async def execute(self, *, detached: bool = False) -> None:
+        """Run the tasks, then raise what the error policy says to raise.
+
+        :param detached: whether the runtime runs this list itself; it then counts the list
+            as in flight, and names the tasks it cancels, on its own
+        """
+        if not detached:
+            self.runtime.track(self)
         try:
             if self.concurrency == "sequential":
                 for index in range(len(self.tasks)):
@@ -78,8 +86,13 @@ class TaskRun:
                     self._cancel_group = group.cancel_scope
                     for index in range(len(self.tasks)):
                         group.start_soon(self._run_one, index)
+        except anyio.get_cancelled_exc_class():
+            if not detached:
+                self._log_cancelled()
+            raise
         finally:
-            self.runtime.untrack(self)
+            if not detached:
+                self.runtime.untrack(self)
             self.reports = [
                 slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
             ]
@@ -110,14 +123,17 @@ class TaskRun:
             while True:
                 attempts += 1
                 error = await _attempt(task, executor, timeout)
-                if error is None or attempts > retries:
+                # An unpicklable call fails the same way every time: no point in retrying.
+                if error is None or attempts > retries or isinstance(error, NotPicklable):
                     break
+                # Exponential backoff with jitter, so that tasks failing together (a database
+                # restarting) do not all retry in the same instant.
                 delay = config.retry_backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
                 logger.warning(
                     "Background task %r failed on attempt %d of %d (%r); retrying in %.2fs",
                     task.name, attempts, retries + 1, error, delay,
                 )  # fmt: skip
-                await anyio.sleep(delay)
+                await anyio.sleep(delay)  # cancellable: a drain or a failing sibling ends it
         except anyio.get_cancelled_exc_class():
             if attempts and self._first_error is not None:  # a failing sibling cancelled it
                 self._report(index, "skipped", None, started_at, start, attempts)
@@ -172,6 +188,16 @@ class TaskRun:
         except Exception:
             logger.exception("on_report hook %r raised for task %r", hook, report.name)
 
+    def _log_cancelled(self) -> None:
+        unfinished = self.unfinished()
+        if unfinished:
+            logger.error(
+                "Background tasks cancelled before they ended: %s (%d); the request that ran "
+                "them was cancelled (a client disconnect, a middleware, a server shutdown); "
+                "detach=True runs tasks apart from the request",
+                ", ".join(unfinished), len(unfinished),
+            )  # fmt: skip
+
     def _log_failure(self, task: BackgroundTask, executor: Executor, error: BaseException) -> None:
         if isinstance(error, TaskTimeout):
             logger.error("Background task %r timed out: %s", task.name, error)
@@ -196,7 +222,13 @@ class TaskRun:
 async def _attempt(
     task: BackgroundTask, executor: Executor, time_limit: float | None
 ) -> Exception | None:
-    """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time)."""
+    """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time).
+
+    A task's ``SystemExit``, ``KeyboardInterrupt`` (or any other exception that is not an
+    :exc:`Exception`) comes back as an :exc:`OffloadError`: raised on, it would stop the
+    server (or the event loop) for the sake of one background task, which nobody could tell
+    from a crash. Cancellation is not the task's: it goes on up.
+    """
     try:
         if time_limit is None:
             await executor.run(task)
@@ -205,9 +237,23 @@ async def _attempt(
             await executor.run(task)
     except Exception as exc:
         return exc
+    except (anyio.get_cancelled_exc_class(), GeneratorExit):
+        raise
+    except BaseException as exc:
+        return _exit_as_failure(task, exc)
     if scope.cancelled_caught:
         return TaskTimeout(
             f"background task {task.name!r} timed out after {time_limit}s "
             f"on the {executor.name} executor"
         )
     return None
+
+
+def _exit_as_failure(task: BackgroundTask, exc: BaseException) -> OffloadError:
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    error = OffloadError(
+        f"background task {task.name!r} raised {said}; a task cannot stop the server, "
+        "so it is reported as a failure"
+    )
+    error.__cause__ = exc
+    return error

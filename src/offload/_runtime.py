@@ -5,21 +5,26 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from concurrent.futures import Future
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 import anyio
 
 from ._config import OffloadConfig
+from ._detached import Supervisor, Ticket
+from ._exceptions import OffloadError, Overloaded
 from ._options import ExecutorSpec
 from .executors._base import Executor
+from .executors._futures import wait_future
 from .executors._registry import check_executor_name, create_executor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from ._runner import TaskRun
+    from ._task import BackgroundTask
 
 logger = logging.getLogger("offload")
 
@@ -39,11 +44,18 @@ class Runtime:
     """Owns the executors that task lists run on, and the config they run with.
 
     ``async with Runtime(config):`` starts the executors and makes this runtime the one
-    every task list uses until it exits; on exit it waits up to ``shutdown_timeout`` for
-    the task lists still running, logs any it had to abandon by name, and closes the
-    executors. Where no runtime is entered, a default one is created on first use (with
-    the config given to :func:`configure`, else :meth:`OffloadConfig.from_env`) and
-    closed at interpreter exit.
+    every task list uses until it exits. Where no runtime is entered, a default one is
+    created on first use (with the config given to :func:`configure`, else
+    :meth:`OffloadConfig.from_env`) and closed at interpreter exit.
+
+    An entered runtime also runs *detached* task lists (``detach=True``): on the event loop
+    that entered it, in a task group of its own, so a list handed over by a request runs
+    apart from that request. At most ``max_pending`` detached lists may be pending or
+    running at once; scheduling one more raises :exc:`Overloaded`.
+
+    On exit it stops taking detached lists, waits up to ``shutdown_timeout`` for every task
+    list still pending or running, then cancels the detached ones that are left and logs
+    every task it had to abandon by name, with their count; then it closes the executors.
 
     :raises ExecutorNotFound: on entry, if ``config.executor`` is not registered
     """
@@ -54,7 +66,15 @@ class Runtime:
         self.config = config if config is not None else default_config()
         self._executors: dict[str, Executor] = {}
         self._started: dict[Executor, None] = {}  # an ordered set: closed in reverse order
-        self._runs: set[Run] = set()
+        # Ordered sets, so that a drain names abandoned tasks in the order they were scheduled.
+        self._runs: dict[Run, None] = {}  # task lists running in place, in their callers' tasks
+        # Detached lists, from the endpoint that scheduled them until their last task ends.
+        self._tickets: dict[Ticket, None] = {}
+        # Reentrant: a ticket's finalizer may run (garbage collection) while the lock is held.
+        self._lock = threading.RLock()
+        self._state: Literal["idle", "running", "closing"] = "idle"
+        self._supervisor: Supervisor[Ticket] | None = None
+        self._idle: Future[None] | None = None  # set once nothing runs, while closing
         #: When set, task lists are handed to it instead of run (the pytest plugin's recorder).
         self.capture: Callable[[TaskRun], None] | None = None
 
@@ -79,15 +99,123 @@ class Runtime:
 
     def track(self, run: Run) -> None:
         """Count ``run`` as in flight until :meth:`untrack`, so closing waits for it."""
-        self._runs.add(run)
+        self._runs[run] = None
 
     def untrack(self, run: Run) -> None:
-        self._runs.discard(run)
+        self._runs.pop(run, None)
+        if self._idle is not None:
+            self._notify_if_idle()
+
+    def check_detach(self, source: str = "detach=True") -> None:
+        """Check that this runtime takes detached task lists now.
+
+        :param source: where the detach setting came from, for the message
+        :raises OffloadError: if the runtime is not entered, or is shutting down
+        """
+        if self._state == "idle":
+            raise OffloadError(
+                f"{source} needs a running offload Runtime to hand the tasks to, and none is "
+                "entered; serve the app with lifespan=offload.lifespan(config), or run the "
+                "code inside `async with offload.Runtime(config):`"
+            )
+        if self._state == "closing":
+            raise OffloadError(
+                "the offload Runtime is shutting down, so it takes no new detached tasks; "
+                "schedule them before shutdown begins, or answer 503 Service Unavailable"
+            )
+
+    def reserve(self, tasks: Sequence[BackgroundTask]) -> Ticket:
+        """Count a detached task list as pending, from now until its last task ends.
+
+        Called while the endpoint still runs, so that a full runtime says so before the
+        response is sent.
+
+        :param tasks: the list's tasks, named in the log if the list is never run
+        :raises Overloaded: if ``max_pending`` lists are already pending or running
+        :raises OffloadError: if the runtime is not entered, or is shutting down
+        """
+        with self._lock:
+            self.check_detach()
+            limit = self.config.max_pending
+            if limit is not None and len(self._tickets) >= limit:
+                raise Overloaded(
+                    f"detached work is at max_pending={limit!r} ({len(self._tickets)} task "
+                    "lists pending or running), so no more can be scheduled; answer 503 "
+                    "Service Unavailable so the client retries later, or raise max_pending"
+                )
+            ticket = Ticket(self, tasks)
+            self._tickets[ticket] = None
+            return ticket
+
+    def submit(self, ticket: Ticket, run: TaskRun) -> None:
+        """Hand ``run``, reserved by ``ticket``, to the supervisor; it runs on this runtime's
+        event loop.
+
+        :raises OffloadError: if this runtime closed after the list was scheduled
+        """
+        with self._lock:
+            supervisor = self._supervisor
+            ticket.run = run
+            if supervisor is None:
+                ticket.end()
+                raise OffloadError(
+                    f"the offload Runtime closed before the detached tasks "
+                    f"{[task.name for task in run.tasks]!r} were handed to it, so they did "
+                    "not run; schedule detached tasks only while the runtime is entered"
+                )
+        try:
+            supervisor.submit(ticket)
+        except anyio.RunFinishedError:
+            ticket.end()
+            raise OffloadError(
+                "the event loop of the offload Runtime has ended without closing the runtime, "
+                f"so the detached tasks {[task.name for task in run.tasks]!r} cannot run"
+            ) from None
+
+    def release(self, ticket: Ticket) -> bool:
+        """Stop counting a detached list as pending (its ticket's :meth:`~Ticket.end` does).
+
+        :return: whether it was still counted: ``False`` once released already
+        """
+        with self._lock:
+            counted = self._tickets.pop(ticket, 0) is None
+            if self._idle is not None:
+                self._notify_if_idle()
+            return counted
+
+    def _notify_if_idle(self) -> None:
+        with self._lock:
+            idle = self._idle
+            if idle is not None and not idle.done() and not self._runs and not self._tickets:
+                idle.set_result(None)
+
+    async def _run_detached(self, ticket: Ticket) -> None:
+        """Run a detached list in the supervisor's task group; log what its policy raises."""
+        run = ticket.run
+        assert run is not None
+        try:
+            await run.execute(detached=True)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # whatever it is, it must not end the other lists
+            logger.error(
+                "Detached background tasks %s ended with %r, which on_error=%r raises; it is "
+                "only logged, since no caller is left to receive it",
+                ", ".join(task.name for task in run.tasks), exc, run.on_error,
+            )  # fmt: skip
+        finally:
+            ticket.end()
 
     async def __aenter__(self) -> Self:
+        if self._state != "idle":
+            raise RuntimeError(f"{self!r} is already entered; enter a runtime once at a time")
         check_executor_name(self.config.executor)
         for name in {*PREWARMED, self.config.executor} - {"auto"}:
             await self.started(self.executor(name))
+        supervisor = Supervisor(self._run_detached, Ticket.end)
+        await supervisor.start()
+        with self._lock:
+            self._supervisor, self._state, self._idle = supervisor, "running", None
         _entered.append(self)
         return self
 
@@ -100,18 +228,40 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop being the active runtime, wait for task lists in flight, close the executors."""
-        if self in _entered:
-            _entered.remove(self)
-        await self._close(drain_timeout=self.config.shutdown_timeout)
+        """Drain, stop being the active runtime, and close the executors.
+
+        Draining stops the intake of detached task lists, waits up to ``shutdown_timeout``
+        for every task list still pending or running, then cancels the detached ones left
+        and logs each task it had to abandon by name. While it drains, this runtime is still
+        the one task lists use, so an in-place list started meanwhile gets working executors.
+        """
+        try:
+            await self._drain(self.config.shutdown_timeout)
+        finally:
+            if self in _entered:
+                _entered.remove(self)
+        await self._close_executors()
 
     async def _close(self, *, drain_timeout: float) -> None:
-        # Runs may be on another event loop (a test client's portal), so poll rather than
-        # wait on a loop-bound event.
+        await self._drain(drain_timeout)
+        await self._close_executors()
+
+    async def _drain(self, drain_timeout: float) -> None:
+        with self._lock:
+            if self._state == "running":
+                self._state = "closing"
+            idle = self._idle = Future()
+            self._notify_if_idle()
+        # A future, not an event: task lists end on whatever loop or thread runs them.
         with anyio.move_on_after(drain_timeout):
-            while self._runs:  # noqa: ASYNC110 (see above)
-                await anyio.sleep(0.01)
-        abandoned = [name for run in self._runs for name in run.unfinished()]
+            await wait_future(idle)
+        with self._lock:
+            self._idle = None
+            idle.cancel()  # wakes the wait above if it timed out, while its loop still runs
+            unfinished: list[Run] = [*self._runs, *self._tickets]
+            supervisor, self._supervisor = self._supervisor, None
+            self._state = "idle"
+        abandoned = [name for run in unfinished for name in run.unfinished()]
         if abandoned:
             logger.error(
                 "Runtime closed with %d background task(s) unfinished after %ss: %s",
@@ -119,6 +269,12 @@ class Runtime:
                 drain_timeout,
                 ", ".join(abandoned),
             )
+        if supervisor is not None:
+            await supervisor.close()  # cancels the detached lists left, and waits for them
+        for ticket in list(self._tickets):  # scheduled, but never handed over: named above
+            ticket.end()
+
+    async def _close_executors(self) -> None:
         for executor in reversed(self._started):
             try:
                 await executor.aclose()

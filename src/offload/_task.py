@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, ParamSpec, Self, get_args
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, get_args
 
 from ._config import Concurrency, OnError, check_choice
 from ._options import (
@@ -20,6 +21,10 @@ from ._resolution import ExecutorChoice, checked_choice, prepare
 from ._runner import TaskRun
 from ._runtime import current_runtime
 from .executors._base import Executor
+
+if TYPE_CHECKING:
+    from ._detached import Ticket
+    from ._runtime import Runtime
 
 P = ParamSpec("P")
 
@@ -59,6 +64,12 @@ class BackgroundTask:
 
         Options left as ``None`` keep their current value. Setting an executor lets it
         check the task at once: a process executor pickles it here.
+
+        ``timeout`` limits each attempt. ``retries`` runs a failed or timed-out task (a
+        crashed worker included) again, up to that many times, after an exponential backoff
+        with jitter (``retry_backoff``); its report's ``attempts`` says how many runs it
+        took. Retry only idempotent tasks: an attempt may have done part of its work before
+        it failed, and a thread task that timed out runs on beside the next attempt.
 
         :raises ExecutorNotFound: if ``executor`` is an unknown name
         :raises NotPicklable: if the executor must pickle the task and cannot
@@ -131,9 +142,16 @@ class BackgroundTasks:
         :class:`Executor`, or a chooser called with each task that returns either
     :param on_error: the error policy of this list; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :param detach: hand the list to the running :class:`~offload.Runtime` when awaited,
+        instead of running it in the caller (the request); the config's when ``None``.
+        See :attr:`detach`.
     :ivar reports: after a run, one :class:`TaskReport` per task, in task order
     :raises ConfigError: if ``on_error`` or ``concurrency`` is not a known value
     :raises ExecutorNotFound: if ``executor`` is an unknown name
+    :raises OffloadError: if the list is detached and no runtime is entered, or the
+        runtime is shutting down
+    :raises Overloaded: if the list is detached, has tasks, and the runtime already has
+        ``max_pending`` detached lists
     """
 
     def __init__(
@@ -143,6 +161,7 @@ class BackgroundTasks:
         executor: ExecutorChoice | None = None,
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
+        detach: bool | None = None,
     ) -> None:
         if on_error is not None:
             check_choice("on_error", on_error, get_args(OnError))
@@ -160,8 +179,51 @@ class BackgroundTasks:
         self.tasks: list[BackgroundTask] = []
         self.reports: list[TaskReport] = []
         self._chosen: dict[BackgroundTask, ExecutorSpec | None] = {}
+        self._ticket: Ticket | None = None
+        self._release_unrun: weakref.finalize[Any, BackgroundTasks] | None = None
+        self._detached = False
+        if detach is None:
+            runtime = current_runtime()
+            if runtime.config.detach:
+                runtime.check_detach("the config's detach=True")
+                self._detached = True
+        else:
+            self.detach = detach
         for task in as_tasks(tasks or ()):
             self._append(task)
+
+    @property
+    def detach(self) -> bool:
+        """Whether the list is detached: handed, when awaited, to the running runtime.
+
+        A detached list's ``await tasks()`` returns at once, so the server completes the
+        request; the runtime runs the list on its own event loop, with the list's order
+        and error policy, where no client disconnect or request cancellation reaches it.
+        What the policy would raise is logged instead, since no caller is left.
+        ``reports`` fills in once the list has ended.
+
+        From its first task until it ends, the list counts toward ``max_pending``; settle
+        it while the endpoint runs (set this, or pass ``detach=``) so that a full runtime
+        raises :exc:`~offload.Overloaded` there, where the app can answer 503.
+
+        :raises OffloadError: when set to ``True`` with no runtime entered, or the runtime
+            shutting down
+        :raises Overloaded: when set to ``True`` on a list with tasks and a full runtime
+        """
+        return self._detached
+
+    @detach.setter
+    def detach(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"detach must be True, False or None, got {value!r}")
+        if value and not self._detached:
+            runtime = current_runtime()
+            runtime.check_detach()
+            if self.tasks:
+                self._reserve(runtime)
+        elif not value and self._ticket is not None:
+            self._drop_ticket()
+        self._detached = value
 
     def add_task(
         self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
@@ -189,6 +251,9 @@ class BackgroundTasks:
             return spec
 
     async def __call__(self) -> None:
+        if self._detached:
+            self._hand_over()
+            return
         run = TaskRun(
             self.tasks, choose=self.choose, on_error=self.on_error, concurrency=self.concurrency
         )
@@ -202,7 +267,57 @@ class BackgroundTasks:
             runtime = current_runtime()
             spec = self.choose(task)
             prepare(task, runtime.config.executor if spec is None else spec, runtime)
+        if self._detached and self._ticket is None:
+            self._reserve(current_runtime())
         self.tasks.append(task)
+
+    def _reserve(self, runtime: Runtime) -> None:
+        self._ticket = ticket = runtime.reserve(self.tasks)
+        # A list whose response is never sent is never awaited: its place must not stay
+        # taken, and its tasks must not vanish unnamed.
+        self._release_unrun = weakref.finalize(self, ticket.abandon)
+        self._release_unrun.atexit = False
+
+    def _take_ticket(self) -> Ticket | None:
+        ticket, self._ticket = self._ticket, None
+        if self._release_unrun is not None:
+            self._release_unrun.detach()
+            self._release_unrun = None
+        return ticket
+
+    def _drop_ticket(self) -> None:
+        """Give up the list's place in the runtime: its tasks were taken into another list."""
+        ticket = self._take_ticket()
+        if ticket is not None:
+            ticket.end()
+
+    def _hand_over(self) -> None:
+        ticket = self._take_ticket()
+        if not self.tasks:
+            return
+        if ticket is None:  # awaited again: schedule it again
+            ticket = current_runtime().reserve(self.tasks)
+        runtime = ticket.runtime
+        try:
+            run = TaskRun(
+                self.tasks,
+                choose=self.choose,
+                on_error=self.on_error,
+                concurrency=self.concurrency,
+                runtime=runtime,
+            )
+        except BaseException:
+            ticket.end()
+            raise
+        if runtime.capture is not None:  # a test recorder takes it instead
+            ticket.end()
+            runtime.capture(run)
+            return
+        ticket.on_end = self._ended
+        runtime.submit(ticket, run)
+
+    def _ended(self, run: TaskRun) -> None:
+        self.reports = run.reports
 
     def __repr__(self) -> str:
         return f"<BackgroundTasks {[task.name for task in self.tasks]!r}>"
@@ -214,6 +329,7 @@ def as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
         if isinstance(item, BackgroundTask):
             yield item
         elif isinstance(item, BackgroundTasks):
+            item._drop_ticket()  # its tasks join this list: they are counted once, here
             yield from item.tasks
         elif hasattr(item, "tasks"):  # Starlette's or FastAPI's BackgroundTasks
             yield from as_tasks(item.tasks)

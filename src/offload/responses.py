@@ -18,8 +18,8 @@ __all__ = ["BackgroundsMixin", "merge_backgrounds"]
 
 
 class BackgroundsMixin:
-    """Give a response class offload's ``backgrounds=``, ``executor=``, ``on_error=`` and
-    ``concurrency=`` arguments. Put it first among the bases::
+    """Give a response class offload's ``backgrounds=``, ``executor=``, ``on_error=``,
+    ``concurrency=`` and ``detach=`` arguments. Put it first among the bases::
 
         class JSONResponse(BackgroundsMixin, starlette.responses.JSONResponse): ...
 
@@ -39,9 +39,16 @@ class BackgroundsMixin:
         :class:`~offload.Executor`, or a chooser called with each task
     :param on_error: the error policy of these tasks; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
+    :param detach: hand the tasks to the running :class:`~offload.Runtime` once the response
+        is sent, so the server completes the request at once and nothing that happens to the
+        request reaches them; the config's when ``None`` (see
+        :attr:`offload.BackgroundTasks.detach`)
     :raises TypeError: if ``backgrounds`` is not a sequence, or holds something that is no task
     :raises ExecutorNotFound: if ``executor`` is an unknown name
     :raises NotPicklable: if a task goes to the process executor and cannot be pickled
+    :raises Overloaded: if the tasks are detached and the runtime has ``max_pending`` lists
+    :raises OffloadError: if the tasks are detached and no runtime is entered, or it is
+        shutting down
     """
 
     # Empty, so the mixin also combines with response classes that use __slots__ (Litestar's).
@@ -57,6 +64,7 @@ class BackgroundsMixin:
         executor: ExecutorChoice | None = None,
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
+        detach: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -67,6 +75,7 @@ class BackgroundsMixin:
             executor=executor,
             on_error=on_error,
             concurrency=concurrency,
+            detach=detach,
         )
 
 
@@ -77,12 +86,14 @@ def merge_backgrounds(
     executor: ExecutorChoice | None = None,
     on_error: OnError | None = None,
     concurrency: Concurrency | None = None,
+    detach: bool | None = None,
 ) -> BackgroundTasks | None:
     """Return one offload task list: the tasks of ``background`` first, then ``backgrounds``.
 
     An offload :class:`~offload.BackgroundTasks` given as ``background`` is returned as it is
     when there is nothing to add to it; otherwise its own executor choice still applies to its
-    own tasks, and its ``on_error`` and ``concurrency`` to the whole list unless given here.
+    own tasks, and its ``on_error``, ``concurrency`` and ``detach`` to the whole list unless
+    given here.
 
     :returns: ``None`` when there is no task at all
     :raises TypeError: if ``backgrounds`` is not a sequence
@@ -98,14 +109,19 @@ def merge_backgrounds(
     own = background if isinstance(background, BackgroundTasks) else None
     if own is None:
         items = extra if background is None else [background, *extra]
-        return BackgroundTasks(items, executor=executor, on_error=on_error, concurrency=concurrency)
+        return BackgroundTasks(
+            items, executor=executor, on_error=on_error, concurrency=concurrency, detach=detach
+        )
     if not extra and executor is None and on_error is None and concurrency is None:
+        if detach is not None:
+            own.detach = detach
         return own
     return BackgroundTasks(
         [own, *extra],
         executor=_own_choice_first(own, executor),
         on_error=on_error or own.on_error,
         concurrency=concurrency or own.concurrency,
+        detach=own.detach if detach is None else detach,
     )
 
 
@@ -117,7 +133,7 @@ def _own_choice_first(
         return executor
     own_tasks = set(own.tasks)
     # A throwaway list does the name / instance / chooser handling of the response's choice.
-    response_choice = BackgroundTasks(executor=executor)
+    response_choice = BackgroundTasks(executor=executor, detach=False)
 
     def choose(task: BackgroundTask) -> ExecutorSpec | None:
         spec = own.choose(task) if task in own_tasks else None

@@ -1,0 +1,204 @@
+"""Detached task lists: run on a runtime's own event loop, apart from the requests that made them.
+
+A :class:`Ticket` is a detached list's place among a runtime's pending work. A runtime's
+*supervisor* is a task on the event loop that entered the runtime; its task group
+outlives every request, so a detached list runs there and no client disconnect, middleware or
+request cancellation reaches it.
+
+Two constraints shape it. anyio starts a task only inside a task group, which the task that
+entered it must also exit; but a runtime may be entered and closed by two different tasks (a
+blocking portal runs each call in a task of its own). So the supervisor is started from a
+helper thread with ``anyio.from_thread.run(..., token=...)``, which runs it as a task of its
+own on the runtime's loop (a system task on trio) and blocks only the helper thread. And task
+lists may be scheduled from any thread or event loop (a test client's portal, a sync endpoint's
+worker thread), while a memory object stream may only be used on its own loop. So lists reach
+the supervisor through a stream fed on that loop: directly from the loop's own thread, through
+the loop's token (``run_sync_soon``, which never blocks) from anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.from_thread
+from anyio.abc import TaskGroup
+from anyio.lowlevel import EventLoopToken, current_token
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .executors._futures import wait_future
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._runner import TaskRun
+    from ._runtime import Runtime
+    from ._task import BackgroundTask
+
+T = TypeVar("T")
+
+logger = logging.getLogger("offload")
+
+#: An item on its way to the supervisor, with the context of the code that scheduled it.
+Delivery = tuple[T, contextvars.Context | None]
+
+
+class Supervisor(Generic[T]):
+    """A task on one event loop that runs each item it is given in a task group of its own.
+
+    :param handle: the coroutine function run, in a task of its own, for each item
+    :param lost: called, on the loop, with an item that will never be handled: it arrived
+        after :meth:`close`, or was still queued when the supervisor was cancelled
+    """
+
+    def __init__(
+        self, handle: Callable[[T], Coroutine[Any, Any, None]], lost: Callable[[T], None]
+    ) -> None:
+        self._handle = handle
+        self._lost = lost
+        self._token: EventLoopToken | None = None
+        self._loop_thread = 0
+        self._inbox: MemoryObjectSendStream[Delivery[T]] | None = None
+        self._group: TaskGroup | None = None
+        self._host: threading.Thread | None = None
+        self._ended: Future[None] = Future()
+
+    async def start(self) -> None:
+        """Start the supervisor on the current event loop; return once it takes items."""
+        token = current_token()
+        started: Future[None] = Future()
+        self._host = threading.Thread(
+            target=self._host_main, args=(token, started), name="offload-runtime", daemon=True
+        )
+        self._host.start()
+        # Shielded: a supervisor left starting could never be closed.
+        with anyio.CancelScope(shield=True):
+            await wait_future(started)
+
+    def submit(self, item: T) -> None:
+        """Hand ``item`` to the supervisor, from any thread or event loop; never blocks.
+
+        From the supervisor's own loop, the item keeps the caller's context variables (a
+        request id a logging filter reads, say). From another loop it cannot: that context
+        also names the other loop's async library.
+
+        :raises anyio.RunFinishedError: if the supervisor's event loop has ended
+        """
+        if threading.get_ident() == self._loop_thread:
+            self._deliver((item, contextvars.copy_context()))
+            return
+        token = self._token
+        assert token is not None, "start the supervisor first"
+        token.backend_class.run_sync_soon(self._deliver, ((item, None),), token.native_token)
+
+    async def close(self) -> None:
+        """Take no more items, cancel those still running, and wait until the supervisor ends."""
+        token = self._token
+        if token is not None:
+            if threading.get_ident() == self._loop_thread:
+                self._stop()
+            else:
+                with contextlib.suppress(anyio.RunFinishedError):  # it ended with its loop
+                    token.backend_class.run_sync_soon(self._stop, (), token.native_token)
+        with anyio.CancelScope(shield=True):
+            await wait_future(self._ended)
+        if self._host is not None:
+            self._host.join()  # its last act was to end `_ended`, so this returns at once
+
+    def _host_main(self, token: EventLoopToken, started: Future[None]) -> None:
+        try:
+            anyio.from_thread.run(self._serve, started, token=token)
+        except BaseException as exc:
+            if not started.done():
+                started.set_exception(exc)
+            else:  # its event loop ended with the runtime still open
+                logger.warning(
+                    "The event loop of an offload Runtime ended before the runtime was closed "
+                    "(%r); detached tasks still running were cancelled. Close the runtime "
+                    "(leave `async with Runtime(...)`) before its event loop ends",
+                    exc,
+                )
+        finally:
+            self._ended.set_result(None)
+
+    async def _serve(self, started: Future[None]) -> None:
+        send, receive = anyio.create_memory_object_stream[Delivery[T]](math.inf)
+        with receive:
+            try:
+                async with anyio.create_task_group() as group:
+                    self._group, self._inbox = group, send
+                    self._token, self._loop_thread = current_token(), threading.get_ident()
+                    started.set_result(None)
+                    async for item, context in receive:
+                        if context is None:
+                            group.start_soon(self._handle, item)
+                        else:  # a new task copies the current context, on asyncio and trio
+                            context.run(partial(group.start_soon, self._handle, item))
+            finally:
+                # Cancelled with items still queued: they never started.
+                while True:
+                    try:
+                        item, _ = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    self._lost(item)
+
+    def _deliver(self, delivery: Delivery[T]) -> None:
+        # Runs on the supervisor's loop, where the stream may be used.
+        assert self._inbox is not None
+        try:
+            self._inbox.send_nowait(delivery)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._lost(delivery[0])
+
+    def _stop(self) -> None:
+        if self._inbox is not None:
+            self._inbox.close()
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+
+class Ticket:
+    """A detached task list's place among a runtime's pending work, from the endpoint that
+    scheduled it until its last task ends: what ``max_pending`` counts, and what a closing
+    runtime waits for and names.
+
+    :ivar run: the run handed over, once the list's response has been sent
+    :ivar on_end: called with the run once it has ended
+    """
+
+    __slots__ = ("on_end", "run", "runtime", "tasks")
+
+    def __init__(self, runtime: Runtime, tasks: Sequence[BackgroundTask]) -> None:
+        self.runtime = runtime
+        self.tasks = tasks
+        self.run: TaskRun | None = None
+        self.on_end: Callable[[TaskRun], None] | None = None
+
+    def unfinished(self) -> list[str]:
+        """Return the names of the list's tasks that have not ended yet."""
+        if self.run is not None:
+            return self.run.unfinished()
+        return [task.name for task in self.tasks]
+
+    def end(self) -> None:
+        """Stop counting the list as pending (once; later calls do nothing)."""
+        if self.runtime.release(self) and self.run is not None and self.on_end is not None:
+            self.on_end(self.run)
+
+    def abandon(self) -> None:
+        """End a list garbage collected before it was handed over, naming its tasks in a
+        warning: its response was never sent, so its tasks never ran."""
+        if self.runtime.release(self) and self.run is None:
+            logger.warning(
+                "Detached background tasks %s were never run: their response was not sent",
+                ", ".join(task.name for task in self.tasks),
+            )
