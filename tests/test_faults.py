@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from offload import (
     _runtime,
 )
 from offload.starlette import PlainTextResponse
+from processes import pid_exists
 from servers import serve
 
 #: Real processes: one event loop is enough where the loop plays no part.
@@ -65,14 +65,6 @@ def ours() -> list[str]:
 
 def failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "offload" and r.levelno >= logging.ERROR]
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def wait_until(condition: Callable[[], object], within: float = 20) -> None:

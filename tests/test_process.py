@@ -32,6 +32,7 @@ from offload import (
     task_options,
 )
 from offload.executors._pickling import RemoteTraceback
+from processes import pid_exists
 
 TESTS = Path(__file__).parent
 
@@ -42,14 +43,6 @@ def config(**changes: Any) -> OffloadConfig:
 
 async def call(executor: ProcessExecutor, func: Callable[..., Any], *args: Any) -> Any:
     return await executor.run(BackgroundTask(func, *args))
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
