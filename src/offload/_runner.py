@@ -111,8 +111,11 @@ class TaskRun:
     async def _run_one(self, index: int) -> None:
         task, executor = self.tasks[index], self.executors[index]
         config = self.config
-        timeout = task.timeout if task.timeout is not None else config.task_timeout
-        retries = task.retries if task.retries is not None else config.retries
+        timeout, retries = task.timeout, task.retries
+        if timeout is None:
+            timeout = config.task_timeout
+        if retries is None:
+            retries = config.retries
         started_at, start = time.time(), time.perf_counter()
         attempts = 0
         try:

@@ -83,7 +83,7 @@ class Runtime:
 
         :raises ExecutorNotFound: if ``spec`` is an unknown name
         """
-        if isinstance(spec, Executor):
+        if not isinstance(spec, str):  # an Executor; str first: isinstance on an ABC costs more
             return spec
         try:
             return self._executors[spec]

@@ -167,12 +167,13 @@ class BackgroundTasks:
             check_choice("on_error", on_error, get_args(OnError))
         if concurrency is not None:
             check_choice("concurrency", concurrency, get_args(Concurrency))
-        if not (isinstance(executor, str | Executor) or executor is None or callable(executor)):
+        if not (executor is None or isinstance(executor, str | Executor) or callable(executor)):
             raise TypeError(
                 "executor must be a name, an offload.Executor or a chooser callable, "
                 f"got {executor!r}"
             )
-        check_executor_spec(executor if not callable(executor) else None)
+        if isinstance(executor, str):
+            check_executor_spec(executor)
         self.executor = executor
         self.on_error = on_error
         self.concurrency = concurrency
