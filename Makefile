@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo bench soak docs clean
+.PHONY: install test coverage lint format demo bench soak docs clean
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not dask"
 	$(BIN)/python -m pytest -m dask
+
+coverage: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -m "not dask" -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -119,3 +119,10 @@ def chatter(tag: str) -> None:
     print(f"stdout {tag}")
     print(f"stderr {tag}", file=sys.stderr)
     logging.getLogger("process_tasks").warning("log %s from %d", tag, os.getpid())
+
+
+def interrupt_self() -> str:
+    """Send this worker the SIGINT a terminal's Ctrl-C sends the whole process group."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # time for the signal to arrive, and to interrupt, were it not ignored
+    return "still running"

@@ -46,17 +46,22 @@ def test_config_is_frozen_and_keyword_only() -> None:
         ({"thread_limit": True}, "thread_limit must be an int >= 1, got True"),
         ({"on_error": "ignore"}, "on_error must be one of 'raise', 'stop', 'continue', 'collect'"),
         ({"concurrency": "parallel"}, "concurrency must be one of 'sequential', 'group'"),
-        ({"task_timeout": -1}, "task_timeout must be a number of seconds > 0, or None, got -1"),
-        ({"task_timeout": 0}, "task_timeout must be a number of seconds > 0"),
+        (
+            {"task_timeout": -1},
+            "task_timeout must be a finite number of seconds > 0, or None, got -1",
+        ),
+        ({"task_timeout": 0}, "task_timeout must be a finite number of seconds > 0"),
+        ({"task_timeout": float("nan")}, "task_timeout must be a finite number of seconds > 0"),
+        ({"shutdown_timeout": float("inf")}, "shutdown_timeout must be a finite number >= 0"),
         ({"process_workers": 0}, "process_workers must be an int >= 1"),
         ({"start_method": "clone"}, "start_method must be one of"),
         ({"preload": ["json"]}, "preload must be a tuple of module names"),
         ({"max_tasks_per_child": 0}, "max_tasks_per_child must be an int >= 1, or None"),
         ({"retries": -1}, "retries must be an int >= 0"),
-        ({"retry_backoff": -0.5}, "retry_backoff must be a number >= 0"),
+        ({"retry_backoff": -0.5}, "retry_backoff must be a finite number >= 0"),
         ({"detach": "yes"}, "detach must be True or False"),
         ({"max_pending": 0}, "max_pending must be an int >= 1, or None"),
-        ({"shutdown_timeout": -1.0}, "shutdown_timeout must be a number >= 0"),
+        ({"shutdown_timeout": -1.0}, "shutdown_timeout must be a finite number >= 0"),
         ({"on_report": "print"}, "on_report must be a callable or None"),
         ({"executor": ""}, "executor must be a non-empty executor name"),
     ],
@@ -165,3 +170,12 @@ def test_every_field_can_be_parsed_from_a_string() -> None:
 def test_an_empty_or_none_env_value_means_none_for_optional_fields() -> None:
     config = OffloadConfig.from_env({"OFFLOAD_DASK_ADDRESS": "", "OFFLOAD_MAX_PENDING": "None"})
     assert (config.dask_address, config.max_pending) == (None, None)
+
+
+def test_from_mapping_takes_a_toml_array_for_preload() -> None:
+    assert OffloadConfig.from_mapping({"preload": ["json", "csv"]}).preload == ("json", "csv")
+
+
+def test_from_env_refuses_nan() -> None:
+    with pytest.raises(ConfigError, match="task_timeout must be a finite number"):
+        OffloadConfig.from_env({"OFFLOAD_TASK_TIMEOUT": "nan"})

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
 
-from offload import BackgroundTasks, Executor, Runtime, TaskTimeout
+from offload import (
+    BackgroundTasks,
+    Executor,
+    PoolExecutor,
+    Runtime,
+    TaskTimeout,
+    register_executor,
+)
 from shared_tasks import TaskFailed, fail, fail_async, sleep, sleep_async, write, write_async
 
 pytestmark = pytest.mark.anyio
 
-EXECUTORS = ["inline", "thread", "process"]
+EXECUTORS = ["inline", "thread", "process", "pool"]
 
 
 @pytest.fixture(params=EXECUTORS)
 def executor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    name = str(request.param)
+    if name == "pool":  # PoolExecutor, over the most common pool a user would give it
+        forkserver = multiprocessing.get_context("forkserver")
+        factory = partial(ProcessPoolExecutor, 2, mp_context=forkserver)
+        register_executor(name, lambda config: PoolExecutor(factory))
+    return name
 
 
 @pytest.mark.parametrize("func", [write, write_async], ids=["sync", "async"])

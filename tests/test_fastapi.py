@@ -235,18 +235,42 @@ def test_an_unpicklable_process_task_fails_the_endpoint_with_a_500() -> None:
     assert ran == []
 
 
-def test_an_endpoint_that_raises_runs_no_task_as_fastapi_does() -> None:
+def test_an_endpoint_that_raises_runs_no_task_as_fastapi_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = FastAPI()
     ran: list[str] = []
 
     @app.get("/")
     async def endpoint(tasks: Backgrounds) -> None:
-        tasks.add_task(ran.append, "never")
+        tasks.add_task(ran.append, "never").set(name="never")
         raise HTTPException(status_code=409, detail="conflict")
 
     with TestClient(app) as client:
         assert client.get("/").status_code == 409
     assert ran == []
+    assert "Background tasks not run, since the request ended with HTTPException: never" in (
+        caplog.text
+    )
+
+
+def test_tasks_a_failing_response_background_kept_from_running_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    ran: list[str] = []
+
+    @app.get("/")
+    async def endpoint(tasks: Backgrounds) -> StarletteJSONResponse:
+        tasks.add_task(ran.append, "offload task").set(name="audit")
+        return StarletteJSONResponse({"ok": True}, background=StarletteTask(fail))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/").json() == {"ok": True}
+    assert ran == []
+    assert "Background tasks not run, since the request ended with TaskFailed: audit" in (
+        caplog.text
+    )
 
 
 @pytest.mark.parametrize("own_background", [False, True])

@@ -138,9 +138,12 @@ def test_bad_arguments_get_a_clear_error() -> None:
     register_executor("mypool", PoolExecutor)
     with pytest.raises(TypeError, match="register a factory instead"):
         BackgroundTasks(executor="mypool").add_task(process_tasks.add, 1, 2)
+
+
+async def test_a_factory_that_makes_no_pool_is_named_when_it_is_called() -> None:
     executor = PoolExecutor(lambda: 42)  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match="returned 42, not a concurrent.futures.Executor"):
-        BackgroundTasks(executor=executor).add_task(process_tasks.add, 1, 2)
+        await executor.start()
 
 
 async def test_a_registered_pool_runs_a_task_list() -> None:
@@ -169,3 +172,15 @@ async def test_a_pool_without_cancel_futures_still_shuts_down() -> None:
     async with PoolExecutor(make) as executor:
         assert await call(executor, process_tasks.add, 1, 2) == 3
     assert pools[0]._shutdown
+
+
+def test_binding_a_task_does_not_make_the_pool() -> None:
+    made: list[ThreadPoolExecutor] = []
+
+    def factory() -> ThreadPoolExecutor:
+        made.append(ThreadPoolExecutor(1))
+        return made[-1]
+
+    executor = PoolExecutor(factory)
+    BackgroundTasks(executor=executor).add_task(process_tasks.add, 1, 2)
+    assert made == []  # made by start(), and so closed by aclose(), not by add_task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -226,6 +227,21 @@ async def test_a_crash_fails_only_its_own_task(how: str, exitcode: int, said: st
         after.add_task(process_tasks.add, 1, 2)
         await after()
         assert after.reports[0].status == "succeeded"
+
+
+@pytest.mark.anyio
+async def test_a_crash_by_signal_names_the_signal() -> None:
+    async with ProcessExecutor(1) as executor:
+        with pytest.raises(WorkerCrashed) as caught:
+            await call(executor, process_tasks.crash, "sigkill")
+    assert caught.value.exitcode == -signal.SIGKILL
+    assert caught.value.signal == signal.SIGKILL
+
+
+@pytest.mark.anyio
+async def test_workers_ignore_ctrl_c_so_the_server_can_drain_them() -> None:
+    async with ProcessExecutor(1) as executor:
+        assert await call(executor, process_tasks.interrupt_self) == "still running"
 
 
 @pytest.mark.anyio

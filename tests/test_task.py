@@ -76,8 +76,8 @@ def test_task_options_returns_the_function_itself() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"timeout": 0}, "timeout must be a number of seconds > 0, or None, got 0"),
-        ({"timeout": -1}, "timeout must be a number of seconds > 0, or None, got -1"),
+        ({"timeout": 0}, "timeout must be a finite number of seconds > 0, or None, got 0"),
+        ({"timeout": -1}, "timeout must be a finite number of seconds > 0, or None, got -1"),
         ({"retries": -1}, "retries must be an int >= 0, or None, got -1"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import math
 import multiprocessing
 import os
 import sys
@@ -173,7 +174,7 @@ def check_choice(name: str, value: object, choices: tuple[str, ...] | list[str])
 
 def check_timeout(name: str, value: object) -> None:
     if value is not None and (not _is_number(value) or value <= 0):  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a number of seconds > 0, or None, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number of seconds > 0, or None, got {value!r}")
 
 
 def _is_address(value: object) -> bool:
@@ -182,7 +183,8 @@ def _is_address(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN and infinity are floats too, but no timeout or delay can be made of them.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_int(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
@@ -195,7 +197,7 @@ def check_int(name: str, value: object, *, minimum: int = 1, optional: bool = Fa
 
 def _check_number(name: str, value: object, *, minimum: float) -> None:
     if not _is_number(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value!r}")
 
 
 # How a string value (from the environment or a config file) becomes a field's value.
@@ -203,6 +205,8 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _parse(key: str, value: object, *, source: str | None = None) -> Any:
+    if isinstance(value, list) and _KINDS[key] is tuple:  # a TOML or JSON array
+        return tuple(value)
     if not isinstance(value, str):
         return value
     text = value.strip()

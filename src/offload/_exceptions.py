@@ -13,6 +13,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+import signal
+
 
 class OffloadError(Exception):
     """Raised for any failure that belongs to offload itself rather than to a task."""
@@ -37,12 +39,22 @@ class TaskTimeout(OffloadError, TimeoutError):
 class WorkerCrashed(OffloadError):
     """Raised when the worker process running a task dies.
 
-    :ivar exitcode: the worker's exit code; negative when a signal killed it
+    :ivar exitcode: the worker's exit code; negative when a signal killed it (see :attr:`signal`)
     """
 
     def __init__(self, message: str, *, exitcode: int | None = None) -> None:
         super().__init__(message)
         self.exitcode = exitcode
+
+    @property
+    def signal(self) -> signal.Signals | None:
+        """The signal that killed the worker, if a signal did (``SIGKILL``: often out of memory)."""
+        if self.exitcode is None or self.exitcode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exitcode)
+        except ValueError:
+            return None
 
 
 class Overloaded(OffloadError):

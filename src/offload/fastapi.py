@@ -22,6 +22,7 @@ own. Either way they run after the response, through offload, and are never drop
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, TypeAlias
 
@@ -37,6 +38,8 @@ except ImportError as exc:
     ) from exc
 
 from ._task import BackgroundTasks
+
+logger = logging.getLogger("offload")
 
 __all__ = ["Backgrounds", "request_backgrounds"]
 
@@ -66,7 +69,17 @@ async def request_backgrounds(
         await tasks()
 
     fastapi_tasks.add_task(run_backgrounds)
-    yield tasks
+    try:
+        yield tasks
+    except BaseException as error:
+        # The endpoint raised (no task runs, as with FastAPI's own), or the response's own
+        # background did: either way these tasks will not run, and that must be said.
+        if not ran and tasks.tasks:
+            logger.warning(
+                "Background tasks not run, since the request ended with %s: %s",
+                type(error).__name__, ", ".join(task.name for task in tasks.tasks),
+            )  # fmt: skip
+        raise
     # Here the response has been sent. FastAPI drops its list when the endpoint returned a
     # response with a background of its own; the tasks must not be dropped with it.
     if not ran and tasks.tasks:

@@ -7,6 +7,7 @@ import inspect
 import io
 import logging
 import pickle
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -18,7 +19,11 @@ from ._pickling import Outcome
 
 
 def initialize(log_connection: Connection, log_level: int) -> None:
-    """Set up a fresh worker: its output is line-buffered, its log records go to the parent."""
+    """Set up a fresh worker: its output is line-buffered, its log records go to the parent,
+    and it ignores Ctrl-C."""
+    # A terminal's Ctrl-C reaches the whole process group. The server handles it by draining
+    # its tasks, so a worker must not die of it mid-task; the parent stops workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A task's output then reaches the parent's terminal as it is written, not at exit.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):

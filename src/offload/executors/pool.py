@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from concurrent.futures import Executor as FuturesExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -35,7 +36,7 @@ class PoolExecutor(Executor):
     - **A pool given as an instance** stays yours: offload never shuts it down, and cannot
       replace it when it breaks.
     - **A pool made by a factory** (a zero-argument callable) is offload's: made when first
-      needed (:meth:`start`, or the first task bound to this executor), shut down by
+      needed (:meth:`start`, or its first task), shut down by
       :meth:`aclose`, and replaced from the factory when it breaks
       (:exc:`~concurrent.futures.BrokenExecutor`): the tasks in the broken pool fail, the
       next ones run on a new pool. A ``ProcessPoolExecutor`` breaks as a whole when one of its
@@ -80,11 +81,18 @@ class PoolExecutor(Executor):
         )
 
     def prepare(self, task: BackgroundTask) -> None:
-        """Pickle the call now if the pool is a ``ProcessPoolExecutor``.
+        """Pickle the call now if the pool is, or its factory makes, a ``ProcessPoolExecutor``.
+
+        A factory is not called here (that would make a pool outside the executor's start and
+        close): only a ``ProcessPoolExecutor`` class, or a ``functools.partial`` of one, tells
+        what it makes before the pool exists. Other factories' tasks are pickled when they run.
 
         :raises NotPicklable: naming the task and the part of the call that does not pickle
         """
-        if isinstance(self._current_pool(), ProcessPoolExecutor):
+        pool = self._pool
+        if isinstance(pool, ProcessPoolExecutor) or (
+            pool is None and _makes_process_pools(self._factory)
+        ):
             payload_of(task)
 
     async def start(self) -> None:
@@ -160,6 +168,12 @@ class PoolExecutor(Executor):
     def __repr__(self) -> str:
         pool = self._pool if self._pool is not None else self._factory
         return f"<PoolExecutor {self.name!r} {pool!r}>"
+
+
+def _makes_process_pools(factory: PoolFactory | None) -> bool:
+    while isinstance(factory, partial):
+        factory = factory.func
+    return isinstance(factory, type) and issubclass(factory, ProcessPoolExecutor)
 
 
 def _shut_down(pool: FuturesExecutor) -> None:
