@@ -279,7 +279,7 @@ async def test_detach_can_be_set_on_a_list_made_elsewhere() -> None:
         detached = BackgroundTasks([noop], detach=True)
         await detached()
         await tasks()
-    with pytest.raises(TypeError, match="detach must be True, False or None, got 'yes'"):
+    with pytest.raises(TypeError, match="^detach must be True or False, got 'yes'$"):
         tasks.detach = "yes"  # type: ignore[assignment]
 
 
@@ -437,3 +437,32 @@ def test_a_supervisor_is_closed_from_another_loop_and_refuses_items_once_its_loo
     assert handled == ["from a plain thread"]
     with pytest.raises(anyio.RunFinishedError):
         supervisor.submit("too late")
+
+
+@pytest.mark.anyio
+async def test_a_detached_list_emptied_before_it_is_awaited_gives_back_its_place() -> None:
+    async with Runtime(OffloadConfig(max_pending=1)):
+        tasks = BackgroundTasks([noop], detach=True)
+        tasks.tasks.clear()  # the endpoint found nothing to do after all
+        await tasks()
+        await BackgroundTasks([noop], detach=True)()  # the place was given back
+
+
+@pytest.mark.anyio
+async def test_closing_a_supervisor_waits_a_bounded_time_and_returns_the_items_left() -> None:
+    release = anyio.Event()
+    started = anyio.Event()
+
+    async def stubborn(item: str) -> None:
+        started.set()
+        with anyio.CancelScope(shield=True):  # as a task that swallows its cancellation
+            await release.wait()
+
+    supervisor: Supervisor[str] = Supervisor(stubborn, lambda item: None)
+    await supervisor.start()
+    supervisor.submit("stubborn")
+    await started.wait()
+    with anyio.fail_after(10):
+        assert await supervisor.close(0.05) == ["stubborn"]
+        release.set()
+        assert await supervisor.close() == []

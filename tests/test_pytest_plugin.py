@@ -269,3 +269,55 @@ def test_the_runtime_is_drained_and_left_at_teardown(app: pytest.Pytester) -> No
         """
     )
     app.runpytest().assert_outcomes(passed=2)
+
+
+def test_the_marker_applies_on_top_of_an_overridden_offload_config(app: pytest.Pytester) -> None:
+    app.makeconftest(
+        """
+        import pytest
+        import offload
+
+        @pytest.fixture
+        def offload_config():
+            return offload.OffloadConfig(on_error="collect", task_timeout=5)
+        """
+    )
+    app.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.offload(task_timeout=2, thread_limit=3)
+        def test_config(offload_config, offload_runtime):
+            assert offload_config.task_timeout == 5  # the override's own config, as it made it
+            config = offload_runtime.config
+            assert (config.on_error, config.task_timeout, config.thread_limit) == (
+                "collect", 2, 3
+            )
+        """
+    )
+    app.runpytest().assert_outcomes(passed=1)
+
+
+def test_an_unexamined_failure_is_an_error_at_teardown_not_a_failure(
+    app: pytest.Pytester,
+) -> None:
+    app.makepyfile(
+        """
+        import offload, pytest
+
+        def broken():
+            raise RuntimeError("boom")
+
+        @pytest.mark.offload(on_error="continue")
+        @pytest.mark.anyio
+        async def test_it(offload_runtime, anyio_backend):
+            await offload.BackgroundTasks([broken])()
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+        """
+    )
+    result = app.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_it*"])

@@ -165,3 +165,22 @@ async def test_the_config_executor_prepares_tasks_as_they_join(
         tasks = BackgroundTasks()
         tasks.add_task(plain)
     assert recorders["by_config"].prepared == ["plain"]
+
+
+async def test_a_chooser_is_not_asked_about_tasks_with_an_executor_of_their_own(
+    recorders: dict[str, RecordingExecutor],
+) -> None:
+    asked: list[str] = []
+
+    def chooser(task: BackgroundTask) -> str:
+        asked.append(task.name)
+        return "thread"
+
+    tasks = BackgroundTasks(executor=chooser)
+    tasks.add_task(plain)
+    tasks.tasks.append(BackgroundTask(coroutine_function).set(executor="inline"))
+    tasks.tasks.append(BackgroundTask(decorated))
+    await tasks()
+    await tasks()
+    assert asked == ["plain"]  # once, when it joined the list
+    assert [r.executor for r in tasks.reports] == ["thread", "inline", "by_function"]

@@ -379,3 +379,18 @@ async def test_a_sync_callable_returning_a_coroutine_fails_with_the_fix() -> Non
     assert isinstance(error, TypeError)
     assert "'notify ada' returned a coroutine instead of running it" in str(error)
     assert "add_task(notify, x) instead of add_task(lambda: notify(x))" in str(error)
+
+
+async def test_group_starts_tasks_in_declaration_order() -> None:
+    started: list[int] = []
+
+    async def mark(index: int) -> None:
+        started.append(index)
+
+    for _ in range(10):  # trio shuffles the tasks it schedules together; order must not
+        started.clear()
+        tasks = BackgroundTasks(concurrency="group")
+        for index in range(6):
+            tasks.add_task(mark, index)
+        await tasks()
+        assert started == list(range(6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import subprocess
 import sys
 from typing import Any
@@ -15,10 +16,13 @@ from offload import (
     BackgroundTasks,
     Executor,
     OffloadConfig,
+    OffloadError,
     Runtime,
+    _runtime,
     configure,
     register_executor,
 )
+from offload._detached import Supervisor
 from offload._runtime import current_runtime
 from recording import RecordingExecutor
 
@@ -216,3 +220,195 @@ anyio.run(BackgroundTasks([lambda: None], executor="loud"))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "closed at exit"
+
+
+# Leaving a runtime, whatever the circumstances
+
+
+async def test_leaving_a_runtime_from_a_cancelled_scope_still_closes_it() -> None:
+    executor = LifecycleExecutor()
+    register_executor("lifecycle", lambda config: executor)
+    runtime = Runtime(OffloadConfig(executor="lifecycle", process_workers=1))
+    with anyio.fail_after(20), anyio.move_on_after(0.1):
+        async with runtime:
+            await anyio.sleep(30)
+    assert executor.events == ["start", "close"]
+    assert multiprocessing.active_children() == []  # the process pool's workers too
+    assert current_runtime() is not runtime
+    async with runtime:  # closed, not stuck closing
+        pass
+
+
+async def test_a_cancelled_exit_still_drains_the_detached_lists_within_the_timeout() -> None:
+    ran: list[str] = []
+
+    async def slow() -> None:
+        await anyio.sleep(0.2)
+        ran.append("slow")
+
+    runtime = Runtime(OffloadConfig(shutdown_timeout=30))
+    with anyio.fail_after(20), anyio.move_on_after(0.05):
+        async with runtime:
+            await BackgroundTasks([slow], detach=True)()
+            await anyio.sleep(30)
+    assert ran == ["slow"]
+    async with runtime:  # its detached work was all counted off
+        await BackgroundTasks([slow], detach=True)()
+
+
+async def test_an_interrupted_executor_close_still_closes_the_others_then_propagates() -> None:
+    class Interrupted(BaseException):
+        pass
+
+    class InterruptedClose(LifecycleExecutor):
+        async def aclose(self) -> None:
+            await super().aclose()
+            raise Interrupted
+
+    first, second = LifecycleExecutor(), InterruptedClose()
+
+    async def use_both() -> None:
+        async with Runtime():
+            await BackgroundTasks([lambda: None], executor=first)()
+            await BackgroundTasks([lambda: None], executor=second)()
+
+    with pytest.raises(Interrupted):
+        await use_both()
+    assert (first.events, second.events) == (["start", "close"], ["start", "close"])
+
+
+async def test_an_in_place_list_that_outlives_the_drain_is_cancelled_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tasks = BackgroundTasks()
+    tasks.add_task(anyio.sleep, 30).set(name="long job")
+    tasks.add_task(anyio.sleep, 0).set(name="next job")
+    with anyio.fail_after(10):  # not cancelled, the list would take 30 s
+        async with anyio.create_task_group() as group, Runtime(OffloadConfig(shutdown_timeout=0.1)):
+            group.start_soon(tasks)
+            await anyio.sleep(0.02)
+    assert [r.status for r in tasks.reports] == ["skipped", "skipped"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "offload"]
+    assert messages == [
+        "Runtime closed with 2 background task(s) unfinished after 0.1s: long job, next job"
+    ]  # named once, by the runtime that cancelled it
+
+
+async def test_a_closed_runtime_starts_no_executor() -> None:
+    late = LifecycleExecutor()
+    release = anyio.Event()
+
+    async def ignores_cancellation() -> None:
+        with anyio.CancelScope(shield=True):
+            await release.wait()
+
+    tasks = BackgroundTasks(on_error="continue")
+    tasks.add_task(ignores_cancellation)
+    tasks.add_task(lambda: None).set(executor=late, name="after close")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            async with Runtime(OffloadConfig(shutdown_timeout=0.05)):
+                group.start_soon(tasks)
+                await anyio.sleep(0.02)
+            release.set()
+    assert late.events == []  # not started for a runtime nobody will close
+    report = tasks.reports[1]
+    assert report.status == "failed"
+    assert isinstance(report.error, OffloadError)
+    assert str(report.error).startswith(
+        "the offload Runtime is closed, so it starts no executor ('LifecycleExecutor')"
+    )
+
+
+async def test_a_failed_entry_closes_the_executors_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def cannot_start(self: object) -> None:
+        raise RuntimeError("no supervisor today")
+
+    executor = LifecycleExecutor()
+    register_executor("lifecycle", lambda config: executor)
+    runtime = Runtime(OffloadConfig(executor="lifecycle", process_workers=1))
+    with monkeypatch.context() as patch:
+        patch.setattr(Supervisor, "start", cannot_start)
+        with pytest.raises(RuntimeError, match="no supervisor today"):
+            await runtime.__aenter__()
+    assert executor.events == ["start", "close"]
+    assert multiprocessing.active_children() == []
+    assert current_runtime() is not runtime
+    async with runtime:  # and it can be entered once the cause is gone
+        pass
+
+
+async def test_executors_start_in_a_fixed_order_and_close_in_reverse() -> None:
+    executor = LifecycleExecutor()
+    register_executor("lifecycle", lambda config: executor)
+    async with Runtime(OffloadConfig(executor="lifecycle", process_workers=1)) as runtime:
+        started = [e.name for e in runtime._started]
+    assert started == ["inline", "thread", "process", "lifecycle"]
+
+
+async def test_a_detached_task_that_ignores_cancellation_does_not_hang_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_runtime, "CANCEL_GRACE", 0.1)
+    release = anyio.Event()
+
+    async def stubborn() -> None:
+        with anyio.CancelScope(shield=True):
+            await release.wait()
+
+    with anyio.fail_after(10):
+        async with Runtime(OffloadConfig(shutdown_timeout=0.05)) as runtime:
+            supervisor = runtime._supervisor
+            assert supervisor is not None
+            tasks = BackgroundTasks(detach=True)
+            tasks.add_task(stubborn).set(name="stubborn")
+            await tasks()
+            await anyio.sleep(0.02)
+        (left,) = [r.getMessage() for r in caplog.records if "left behind" in r.getMessage()]
+        assert left == (
+            "Detached background task(s) still running 0.1s after they were cancelled, left "
+            "behind (do they swallow cancellation?): stubborn"
+        )
+        release.set()
+        assert await supervisor.close() == []  # it ends once the task does
+
+
+# configure() and the default runtime
+
+
+def test_configure_closes_the_default_runtime_it_replaces() -> None:
+    executor = LifecycleExecutor()
+    anyio.run(BackgroundTasks([lambda: None], executor=executor))
+    old = current_runtime()
+    configure(OffloadConfig(thread_limit=3))
+    assert executor.events == ["start", "close"]
+    assert current_runtime() is not old
+
+
+async def test_configure_on_an_event_loop_leaves_the_old_default_to_exit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    executor = LifecycleExecutor()
+    await BackgroundTasks([lambda: None], executor=executor)()
+    old = current_runtime()
+    configure(OffloadConfig(thread_limit=3))
+    assert executor.events == ["start"]
+    assert "the old one cannot be closed now; it is closed at exit" in caplog.text
+    await old.aclose()  # what exit would do
+    assert executor.events == ["start", "close"]
+
+
+# What a runtime shows
+
+
+def test_a_runtime_shows_only_its_public_api() -> None:
+    public = {name for name in dir(Runtime) if not name.startswith("_")}
+    assert public == {"aclose", "config", "executor"}
+
+
+def test_a_runtimes_config_is_read_only() -> None:
+    runtime = Runtime()
+    with pytest.raises(AttributeError):
+        runtime.config = OffloadConfig()  # type: ignore[misc]

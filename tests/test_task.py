@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import pytest
 
-from offload import BackgroundTask, BackgroundTasks, ConfigError, task_options
+from offload import (
+    BackgroundTask,
+    BackgroundTasks,
+    ConfigError,
+    ExecutorNotFound,
+    NotPicklable,
+    task_options,
+)
+from offload._options import TaskOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -17,6 +26,10 @@ def send(to: str, *, subject: str = "") -> None:
 
 
 async def send_async(to: str) -> None:
+    pass
+
+
+def store(value: object) -> None:
     pass
 
 
@@ -183,3 +196,21 @@ def test_repr_names_the_tasks() -> None:
     tasks.add_task(send, "x").set(name="mail")
     assert repr(tasks) == "<BackgroundTasks ['mail']>"
     assert repr(tasks.tasks[0]) == "<BackgroundTask 'mail'>"
+
+
+def test_a_failed_set_changes_nothing() -> None:
+    task = BackgroundTask(store, threading.Lock())
+    with pytest.raises(NotPicklable, match="process task 'mailer' cannot be pickled"):
+        task.set(executor="process", name="mailer")  # the error names the task as set
+    with pytest.raises(ExecutorNotFound):
+        task.set(executor="nope", timeout=3)
+    assert task.options == TaskOptions()
+    assert (task.explicit_executor, task.timeout, task.name) == (None, None, "store")
+
+
+def test_setting_a_name_renames_a_task_already_named() -> None:
+    task = BackgroundTask(send, "x")
+    assert task.name == "send"
+    task.set(name="mail")
+    assert task.name == "mail"
+    assert repr(task) == "<BackgroundTask 'mail'>"

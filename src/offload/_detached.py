@@ -23,7 +23,7 @@ import contextvars
 import logging
 import math
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._task import BackgroundTask
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Hashable)
 
 logger = logging.getLogger("offload")
 
@@ -70,6 +70,7 @@ class Supervisor(Generic[T]):
         self._group: TaskGroup | None = None
         self._host: threading.Thread | None = None
         self._ended: Future[None] = Future()
+        self._running: dict[T, None] = {}  # the items being handled, in the order they started
 
     async def start(self) -> None:
         """Start the supervisor on the current event loop; return once it takes items."""
@@ -99,8 +100,13 @@ class Supervisor(Generic[T]):
         assert token is not None, "start the supervisor first"
         token.backend_class.run_sync_soon(self._deliver, ((item, None),), token.native_token)
 
-    async def close(self) -> None:
-        """Take no more items, cancel those still running, and wait until the supervisor ends."""
+    async def close(self, grace: float = math.inf) -> list[T]:
+        """Take no more items, cancel those still running, and wait until the supervisor ends,
+        for up to ``grace`` seconds: an item that swallows its cancellation must not hang
+        the caller. Shielded from the caller's own cancellation.
+
+        :return: the items still running after ``grace`` seconds, left to end on their own
+        """
         token = self._token
         if token is not None:
             if threading.get_ident() == self._loop_thread:
@@ -108,10 +114,13 @@ class Supervisor(Generic[T]):
             else:
                 with contextlib.suppress(anyio.RunFinishedError):  # it ended with its loop
                     token.backend_class.run_sync_soon(self._stop, (), token.native_token)
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
             await wait_future(self._ended)
+        if not self._ended.done():
+            return list(self._running)
         if self._host is not None:
             self._host.join()  # its last act was to end `_ended`, so this returns at once
+        return []
 
     def _host_main(self, token: EventLoopToken, started: Future[None]) -> None:
         try:
@@ -139,9 +148,9 @@ class Supervisor(Generic[T]):
                     started.set_result(None)
                     async for item, context in receive:
                         if context is None:
-                            group.start_soon(self._handle, item)
+                            group.start_soon(self._run, item)
                         else:  # a new task copies the current context, on asyncio and trio
-                            context.run(partial(group.start_soon, self._handle, item))
+                            context.run(partial(group.start_soon, self._run, item))
             finally:
                 # Cancelled with items still queued: they never started.
                 while True:
@@ -150,6 +159,13 @@ class Supervisor(Generic[T]):
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                     self._lost(item)
+
+    async def _run(self, item: T) -> None:
+        self._running[item] = None
+        try:
+            await self._handle(item)
+        finally:
+            del self._running[item]
 
     def _deliver(self, delivery: Delivery[T]) -> None:
         # Runs on the supervisor's loop, where the stream may be used.
@@ -191,13 +207,13 @@ class Ticket:
 
     def end(self) -> None:
         """Stop counting the list as pending (once; later calls do nothing)."""
-        if self.runtime.release(self) and self.run is not None and self.on_end is not None:
+        if self.runtime._release(self) and self.run is not None and self.on_end is not None:
             self.on_end(self.run)
 
     def abandon(self) -> None:
         """End a list garbage collected before it was handed over, naming its tasks in a
         warning: its response was never sent, so its tasks never ran."""
-        if self.runtime.release(self) and self.run is None:
+        if self.runtime._release(self) and self.run is None:
             logger.warning(
                 "Detached background tasks %s were never run: their response was not sent",
                 ", ".join(task.name for task in self.tasks),

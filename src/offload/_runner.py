@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
+from anyio.abc import TaskStatus
+from anyio.lowlevel import EventLoopToken, current_token
 
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
 from ._report import Status, TaskReport
@@ -29,7 +33,8 @@ logger = logging.getLogger("offload")
 class TaskRun:
     """One run of a task list with the active runtime.
 
-    :param choose: the list's executor for a task (step 3 of the resolution)
+    :param choose: the list's executor for a task (step 3 of the resolution), asked only
+        for the tasks that have no executor of their own
     :param on_error: the error policy; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
     :param runtime: the runtime to run with; the active one when ``None``
@@ -53,15 +58,24 @@ class TaskRun:
         self.reports: list[TaskReport] = []
         # Resolved before anything runs, so a bad choice fails the whole list up front.
         self.executors = [
-            resolve(task, choose(task) if choose else None, runtime) for task in self.tasks
+            resolve(
+                task,
+                choose(task) if choose is not None and task.explicit_executor is None else None,
+                runtime,
+            )
+            for task in self.tasks
         ]
         self._slots: list[TaskReport | None] = [None] * len(self.tasks)
         self._first_error: BaseException | None = None
         self._cancel_group: anyio.CancelScope | None = None
+        # Where an in-place run runs, so that a closing runtime can cancel it from anywhere.
+        self._scope: anyio.CancelScope | None = None
+        self._token: EventLoopToken | None = None
+        self._thread = 0
 
     async def run(self) -> None:
         """Run the tasks, unless the runtime captures task lists (as a test recorder does)."""
-        capture = self.runtime.capture
+        capture = self.runtime._capture
         if capture is None:
             await self.execute()
         else:
@@ -70,33 +84,57 @@ class TaskRun:
     async def execute(self, *, detached: bool = False) -> None:
         """Run the tasks, then raise what the error policy says to raise.
 
+        An in-place run (``detached=False``) is counted by the runtime as in flight; if it
+        outlives the runtime's drain, the runtime cancels it (see :meth:`cancel`) and names
+        its tasks. It then returns, its unfinished tasks reported ``skipped``: its caller
+        was not cancelled.
+
         :param detached: whether the runtime runs this list itself; it then counts the list
-            as in flight, and names the tasks it cancels, on its own
+            as in flight, cancels it, and names the tasks it cancels, on its own
         """
-        if not detached:
-            self.runtime.track(self)
+        runtime = self.runtime
+        self._thread, self._token = threading.get_ident(), current_token()
         try:
-            if self.concurrency == "sequential":
-                for index in range(len(self.tasks)):
-                    if self._first_error is not None and self._stops:
-                        break
-                    await self._run_one(index)
-            else:
-                async with anyio.create_task_group() as group:
-                    self._cancel_group = group.cancel_scope
-                    for index in range(len(self.tasks)):
-                        group.start_soon(self._run_one, index)
-        except anyio.get_cancelled_exc_class():
-            if not detached:
-                self._log_cancelled()
-            raise
+            with anyio.CancelScope() as self._scope:
+                if not detached:
+                    runtime._track(self)
+                try:
+                    if self.concurrency == "sequential":
+                        run_one = self._run_one
+                        for index in range(len(self.tasks)):
+                            if self._first_error is not None and self._stops:
+                                break
+                            await run_one(index)
+                    else:
+                        async with anyio.create_task_group() as group:
+                            self._cancel_group = group.cancel_scope
+                            for index in range(len(self.tasks)):
+                                # One at a time, so they start in declaration order on trio too.
+                                await group.start(self._run_one, index)
+                except anyio.get_cancelled_exc_class():
+                    # Not when the runtime cancelled it: the runtime names the tasks itself.
+                    if not detached and not self._scope.cancel_called:
+                        self._log_cancelled()
+                    raise
+                finally:
+                    if not detached:
+                        runtime._untrack(self)
         finally:
-            if not detached:
-                self.runtime.untrack(self)
             self.reports = [
                 slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
             ]
         self._raise_per_policy()
+
+    def cancel(self) -> None:
+        """Cancel an in-place run, from any thread: it ends as cancelled on its own loop."""
+        scope, token = self._scope, self._token
+        if scope is None or token is None:
+            return
+        if threading.get_ident() == self._thread:
+            scope.cancel()
+        else:
+            with contextlib.suppress(anyio.RunFinishedError):  # its loop has ended, and it too
+                token.backend_class.run_sync_soon(scope.cancel, (), token.native_token)
 
     def unfinished(self) -> list[str]:
         """Return the names of the tasks that have not ended yet."""
@@ -108,7 +146,9 @@ class TaskRun:
     def _stops(self) -> bool:
         return self.on_error in ("raise", "stop")
 
-    async def _run_one(self, index: int) -> None:
+    async def _run_one(
+        self, index: int, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         task, executor = self.tasks[index], self.executors[index]
         config = self.config
         timeout, retries = task.timeout, task.retries
@@ -120,9 +160,11 @@ class TaskRun:
         attempts = 0
         try:
             if self._cancel_group is not None:
+                task_status.started()
                 # A task scheduled in a group that a failure cancelled must not start at all.
                 await anyio.lowlevel.checkpoint_if_cancelled()
-            await self.runtime.started(executor)
+            if executor not in self.runtime._started:
+                await self.runtime._ensure_started(executor)
             while True:
                 attempts += 1
                 error = await _attempt(task, executor, timeout)

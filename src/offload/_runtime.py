@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 from concurrent.futures import Future
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import anyio
+from anyio.lowlevel import current_token
 
 from ._config import OffloadConfig
 from ._detached import Supervisor, Ticket
@@ -18,7 +20,7 @@ from ._exceptions import OffloadError, Overloaded
 from ._options import ExecutorSpec
 from .executors._base import Executor
 from .executors._futures import wait_future
-from .executors._registry import check_executor_name, create_executor
+from .executors._registry import AUTO, check_executor_name, create_executor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -31,13 +33,14 @@ logger = logging.getLogger("offload")
 #: Executors a runtime starts on entry, so the first request does not pay for their start.
 PREWARMED = ("inline", "thread", "process")
 
+#: How long a closing runtime waits for the detached tasks it cancelled to end. A task that
+#: swallows its cancellation is left behind, named in the log, rather than hang shutdown.
+CANCEL_GRACE = 5.0
 
-class Run(Protocol):
-    """What a runtime needs to know of a task list in flight."""
-
-    def unfinished(self) -> list[str]:
-        """Return the names of the tasks that have not ended yet."""
-        ...
+#: ``idle``: never entered; executors start on first use (so lives the default runtime).
+#: ``running``: entered. ``closing``: draining. ``closed``: closed; it starts no executor
+#: until it is entered again.
+State = Literal["idle", "running", "closing", "closed"]
 
 
 class Runtime:
@@ -48,14 +51,24 @@ class Runtime:
     created on first use (with the config given to :func:`configure`, else
     :meth:`OffloadConfig.from_env`) and closed at interpreter exit.
 
+    The runtime task lists use is process-wide, not per thread or event loop: it is the
+    innermost runtime entered, on whatever thread or loop it was entered. So a test
+    client's portal loop, or a sync endpoint's worker thread, finds the runtime that the
+    application's lifespan (or the test) entered on another loop. Runtimes entered at once
+    stack: the last one entered is used until it exits, even by code on other loops.
+
     An entered runtime also runs *detached* task lists (``detach=True``): on the event loop
     that entered it, in a task group of its own, so a list handed over by a request runs
     apart from that request. At most ``max_pending`` detached lists may be pending or
     running at once; scheduling one more raises :exc:`Overloaded`.
 
     On exit it stops taking detached lists, waits up to ``shutdown_timeout`` for every task
-    list still pending or running, then cancels the detached ones that are left and logs
-    every task it had to abandon by name, with their count; then it closes the executors.
+    list still pending or running, then cancels every list that is left, detached or run in
+    place by a caller, and logs each task it had to abandon by name, with their count; then
+    it closes the executors. Its exit is shielded from cancellation (it is bounded by
+    ``shutdown_timeout`` instead), so leaving it from a cancelled scope still closes the
+    executors and their worker processes. Once closed, it starts no executor until it is
+    entered again: a task list still running with it fails with :exc:`OffloadError`.
 
     :raises ExecutorNotFound: on entry, if ``config.executor`` is not registered
     """
@@ -63,23 +76,29 @@ class Runtime:
     def __init__(self, config: OffloadConfig | None = None) -> None:
         if config is not None and not isinstance(config, OffloadConfig):
             raise TypeError(f"config must be an OffloadConfig, got {config!r}")
-        self.config = config if config is not None else default_config()
+        self._config = config if config is not None else default_config()
         self._executors: dict[str, Executor] = {}
         self._started: dict[Executor, None] = {}  # an ordered set: closed in reverse order
         # Ordered sets, so that a drain names abandoned tasks in the order they were scheduled.
-        self._runs: dict[Run, None] = {}  # task lists running in place, in their callers' tasks
+        self._runs: dict[TaskRun, None] = {}  # task lists running in place, in their callers' tasks
         # Detached lists, from the endpoint that scheduled them until their last task ends.
         self._tickets: dict[Ticket, None] = {}
         # Reentrant: a ticket's finalizer may run (garbage collection) while the lock is held.
         self._lock = threading.RLock()
-        self._state: Literal["idle", "running", "closing"] = "idle"
+        self._state: State = "idle"
         self._supervisor: Supervisor[Ticket] | None = None
         self._idle: Future[None] | None = None  # set once nothing runs, while closing
-        #: When set, task lists are handed to it instead of run (the pytest plugin's recorder).
-        self.capture: Callable[[TaskRun], None] | None = None
+        # When set, task lists are handed to it instead of run (the pytest plugin's recorder).
+        self._capture: Callable[[TaskRun], None] | None = None
+
+    @property
+    def config(self) -> OffloadConfig:
+        """The config this runtime's task lists run with."""
+        return self._config
 
     def executor(self, spec: ExecutorSpec) -> Executor:
-        """Return the executor ``spec`` names (created on first use), or ``spec`` itself.
+        """Return the executor ``spec`` names in this runtime (created on first use, not
+        started), or ``spec`` itself if it is an executor.
 
         :raises ExecutorNotFound: if ``spec`` is an unknown name
         """
@@ -88,43 +107,59 @@ class Runtime:
         try:
             return self._executors[spec]
         except KeyError:
-            return self._executors.setdefault(spec, create_executor(spec, self.config))
+            return self._executors.setdefault(spec, create_executor(spec, self._config))
 
-    async def started(self, executor: Executor) -> Executor:
-        """Start ``executor`` unless this runtime already has; it is closed with the runtime."""
-        if executor not in self._started:
-            await executor.start()
-            self._started[executor] = None
-        return executor
+    async def _ensure_started(self, executor: Executor) -> None:
+        """Start ``executor`` unless this runtime already has; it is closed with the runtime.
 
-    def track(self, run: Run) -> None:
-        """Count ``run`` as in flight until :meth:`untrack`, so closing waits for it."""
+        :raises OffloadError: if this runtime is closed
+        """
+        if executor in self._started:
+            return
+        self._check_open(executor)
+        await executor.start()
+        if self._state == "closed":  # closed while it started: nobody else will close it
+            with anyio.CancelScope(shield=True):
+                await executor.aclose()
+            self._check_open(executor)
+        self._started[executor] = None
+
+    def _check_open(self, executor: Executor) -> None:
+        if self._state == "closed":
+            raise OffloadError(
+                f"the offload Runtime is closed, so it starts no executor ({executor.name!r}); "
+                "run task lists while the runtime is entered, or enter it again"
+            )
+
+    def _track(self, run: TaskRun) -> None:
+        """Count an in-place ``run`` as in flight until :meth:`_untrack`: a drain waits for
+        it, and cancels it if it outlives the drain."""
         self._runs[run] = None
 
-    def untrack(self, run: Run) -> None:
+    def _untrack(self, run: TaskRun) -> None:
         self._runs.pop(run, None)
         if self._idle is not None:
             self._notify_if_idle()
 
-    def check_detach(self, source: str = "detach=True") -> None:
+    def _check_detach(self, source: str = "detach=True") -> None:
         """Check that this runtime takes detached task lists now.
 
         :param source: where the detach setting came from, for the message
         :raises OffloadError: if the runtime is not entered, or is shutting down
         """
-        if self._state == "idle":
-            raise OffloadError(
-                f"{source} needs a running offload Runtime to hand the tasks to, and none is "
-                "entered; serve the app with lifespan=offload.lifespan(config), or run the "
-                "code inside `async with offload.Runtime(config):`"
-            )
         if self._state == "closing":
             raise OffloadError(
                 "the offload Runtime is shutting down, so it takes no new detached tasks; "
                 "schedule them before shutdown begins, or answer 503 Service Unavailable"
             )
+        if self._state != "running":
+            raise OffloadError(
+                f"{source} needs a running offload Runtime to hand the tasks to, and none is "
+                "entered; serve the app with lifespan=offload.lifespan(config), or run the "
+                "code inside `async with offload.Runtime(config):`"
+            )
 
-    def reserve(self, tasks: Sequence[BackgroundTask]) -> Ticket:
+    def _reserve(self, tasks: Sequence[BackgroundTask]) -> Ticket:
         """Count a detached task list as pending, from now until its last task ends.
 
         Called while the endpoint still runs, so that a full runtime says so before the
@@ -135,8 +170,8 @@ class Runtime:
         :raises OffloadError: if the runtime is not entered, or is shutting down
         """
         with self._lock:
-            self.check_detach()
-            limit = self.config.max_pending
+            self._check_detach()
+            limit = self._config.max_pending
             if limit is not None and len(self._tickets) >= limit:
                 raise Overloaded(
                     f"detached work is at max_pending={limit!r} ({len(self._tickets)} task "
@@ -147,7 +182,7 @@ class Runtime:
             self._tickets[ticket] = None
             return ticket
 
-    def submit(self, ticket: Ticket, run: TaskRun) -> None:
+    def _submit(self, ticket: Ticket, run: TaskRun) -> None:
         """Hand ``run``, reserved by ``ticket``, to the supervisor; it runs on this runtime's
         event loop.
 
@@ -172,7 +207,7 @@ class Runtime:
                 f"so the detached tasks {[task.name for task in run.tasks]!r} cannot run"
             ) from None
 
-    def release(self, ticket: Ticket) -> bool:
+    def _release(self, ticket: Ticket) -> bool:
         """Stop counting a detached list as pending (its ticket's :meth:`~Ticket.end` does).
 
         :return: whether it was still counted: ``False`` once released already
@@ -207,13 +242,22 @@ class Runtime:
             ticket.end()
 
     async def __aenter__(self) -> Self:
-        if self._state != "idle":
+        if self._state in ("running", "closing"):
             raise RuntimeError(f"{self!r} is already entered; enter a runtime once at a time")
-        check_executor_name(self.config.executor)
-        for name in {*PREWARMED, self.config.executor} - {"auto"}:
-            await self.started(self.executor(name))
-        supervisor = Supervisor(self._run_detached, Ticket.end)
-        await supervisor.start()
+        check_executor_name(self._config.executor)
+        self._state = "idle"  # a closed runtime may be entered again
+        try:
+            # Ordered, so that executors start (and close) in the same order on every run.
+            for name in dict.fromkeys((*PREWARMED, self._config.executor)):
+                if name != AUTO:
+                    await self._ensure_started(self.executor(name))
+            supervisor = Supervisor(self._run_detached, Ticket.end)
+            await supervisor.start()
+        except BaseException:
+            self._state = "closed"
+            with anyio.CancelScope(shield=True):
+                await self._close_executors()
+            raise
         with self._lock:
             self._supervisor, self._state, self._idle = supervisor, "running", None
         _entered.append(self)
@@ -231,20 +275,22 @@ class Runtime:
         """Drain, stop being the active runtime, and close the executors.
 
         Draining stops the intake of detached task lists, waits up to ``shutdown_timeout``
-        for every task list still pending or running, then cancels the detached ones left
-        and logs each task it had to abandon by name. While it drains, this runtime is still
-        the one task lists use, so an in-place list started meanwhile gets working executors.
+        for every task list still pending or running, then cancels the lists left and logs
+        each task it had to abandon by name. While it drains, this runtime is still the one
+        task lists use, so an in-place list started meanwhile gets working executors.
+
+        Shielded from cancellation: a cancelled caller still gets the executors closed.
         """
-        try:
-            await self._drain(self.config.shutdown_timeout)
-        finally:
-            if self in _entered:
-                _entered.remove(self)
-        await self._close_executors()
+        await self._close(drain_timeout=self._config.shutdown_timeout)
 
     async def _close(self, *, drain_timeout: float) -> None:
-        await self._drain(drain_timeout)
-        await self._close_executors()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._drain(drain_timeout)
+            finally:
+                with contextlib.suppress(ValueError):  # a runtime closed without being entered
+                    _entered.remove(self)
+                await self._close_executors()
 
     async def _drain(self, drain_timeout: float) -> None:
         with self._lock:
@@ -252,41 +298,62 @@ class Runtime:
                 self._state = "closing"
             idle = self._idle = Future()
             self._notify_if_idle()
-        # A future, not an event: task lists end on whatever loop or thread runs them.
-        with anyio.move_on_after(drain_timeout):
-            await wait_future(idle)
-        with self._lock:
-            self._idle = None
-            idle.cancel()  # wakes the wait above if it timed out, while its loop still runs
-            unfinished: list[Run] = [*self._runs, *self._tickets]
-            supervisor, self._supervisor = self._supervisor, None
-            self._state = "idle"
-        abandoned = [name for run in unfinished for name in run.unfinished()]
-        if abandoned:
+        try:
+            # A future, not an event: task lists end on whatever loop or thread runs them.
+            with anyio.move_on_after(drain_timeout):
+                await wait_future(idle)
+        finally:
+            with self._lock:
+                self._idle = None
+                idle.cancel()  # wakes the wait above if it timed out, while its loop still runs
+                runs, tickets = [*self._runs], [*self._tickets]
+                supervisor, self._supervisor = self._supervisor, None
+                self._state = "closed"
+            unfinished: list[TaskRun | Ticket] = [*runs, *tickets]
+            abandoned = [name for run in unfinished for name in run.unfinished()]
+            if abandoned:
+                logger.error(
+                    "Runtime closed with %d background task(s) unfinished after %ss: %s",
+                    len(abandoned), drain_timeout, ", ".join(abandoned),
+                )  # fmt: skip
+            for run in runs:  # named above; they end as cancelled, on their own loops
+                run.cancel()
+            if supervisor is not None:
+                await self._close_supervisor(supervisor)
+            for ticket in list(self._tickets):  # scheduled, but never handed over: named above
+                ticket.end()
+
+    async def _close_supervisor(self, supervisor: Supervisor[Ticket]) -> None:
+        """Cancel the detached lists left; name those that do not end within the grace."""
+        left = await supervisor.close(CANCEL_GRACE)
+        names = [name for ticket in left for name in ticket.unfinished()]
+        if names:
             logger.error(
-                "Runtime closed with %d background task(s) unfinished after %ss: %s",
-                len(abandoned),
-                drain_timeout,
-                ", ".join(abandoned),
-            )
-        if supervisor is not None:
-            await supervisor.close()  # cancels the detached lists left, and waits for them
-        for ticket in list(self._tickets):  # scheduled, but never handed over: named above
-            ticket.end()
+                "Detached background task(s) still running %ss after they were cancelled, "
+                "left behind (do they swallow cancellation?): %s",
+                CANCEL_GRACE, ", ".join(names),
+            )  # fmt: skip
 
     async def _close_executors(self) -> None:
-        for executor in reversed(self._started):
+        """Close every started executor, in reverse order; a failure is logged, and an
+        interruption (a ``KeyboardInterrupt``, say) raised once all are closed."""
+        interrupted: BaseException | None = None
+        started, self._started = self._started, {}
+        for executor in reversed(started):
             try:
                 await executor.aclose()
             except Exception:
                 logger.exception("Closing executor %r failed", executor)
-        self._started.clear()
+            except BaseException as exc:
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
 
     def __repr__(self) -> str:
         return f"<Runtime executors={sorted(self._executors)!r}>"
 
 
-_entered: list[Runtime] = []
+_entered: list[Runtime] = []  # process-wide, innermost last: see Runtime
 _default: Runtime | None = None
 _default_config: OffloadConfig | None = None
 _to_close_at_exit: list[Runtime] = []
@@ -294,7 +361,12 @@ _lock = threading.Lock()
 
 
 def current_runtime() -> Runtime:
-    """Return the innermost entered runtime, else the default one (created on first use)."""
+    """Return the runtime task lists use now: the innermost entered runtime, else the
+    default one (created on first use).
+
+    Process-wide, not per thread or event loop: a runtime entered on one loop (a lifespan
+    run by a test client's portal, say) is the one a task list made on another uses.
+    """
     if _entered:
         return _entered[-1]
     return _default or _create_default()
@@ -303,14 +375,18 @@ def current_runtime() -> Runtime:
 def configure(config: OffloadConfig) -> None:
     """Set the config of the default runtime, used wherever no :class:`Runtime` is entered.
 
-    Call it at start-up: a default runtime already in use is replaced, and closed at exit.
+    Call it at start-up. A default runtime already in use is replaced, and closed: at once
+    when no event loop runs in this thread (draining its tasks in flight elsewhere, up to
+    its ``shutdown_timeout``), else at interpreter exit, with a warning.
     """
     global _default, _default_config
     if not isinstance(config, OffloadConfig):
         raise TypeError(f"configure() needs an OffloadConfig, got {config!r}")
     with _lock:
         _default_config = config
-        _default = None
+        replaced, _default = _default, None
+    if replaced is not None:
+        _close_replaced(replaced)
 
 
 def default_config() -> OffloadConfig:
@@ -325,6 +401,23 @@ def _create_default() -> Runtime:
             _default = Runtime()
             _to_close_at_exit.append(_default)
         return _default
+
+
+def _close_replaced(runtime: Runtime) -> None:
+    if not runtime._started:
+        return  # nothing to close; it is still closed at exit should it start something
+    try:
+        current_token()
+    except RuntimeError:  # no event loop runs in this thread: closing it here blocks nothing
+        anyio.run(partial(runtime._close, drain_timeout=runtime.config.shutdown_timeout))
+        with contextlib.suppress(ValueError):
+            _to_close_at_exit.remove(runtime)
+        return
+    logger.warning(
+        "configure() replaced the default offload runtime while an event loop runs in this "
+        "thread, so the old one cannot be closed now; it is closed at exit. Call configure() "
+        "at start-up, before any task runs"
+    )
 
 
 def _close_at_exit(runtimes: Iterable[Runtime] = _to_close_at_exit) -> None:

@@ -47,6 +47,7 @@ class BackgroundTask:
         self.is_async = is_async_callable(func)
         self.options = NO_OPTIONS
         self.defaults = function_options(func)
+        self._name: str | None = None  # cached: reports and logs read it often
         # The pickled call, cached here by executors that ship tasks to other processes.
         self.payload: bytes | None = None
         if self.defaults.executor is not None:
@@ -75,20 +76,34 @@ class BackgroundTask:
         :raises NotPicklable: if the executor must pickle the task and cannot
         """
         old = self.options
-        self.options = TaskOptions(
+        new = TaskOptions(
             executor=old.executor if executor is None else executor,
             timeout=old.timeout if timeout is None else timeout,
             retries=old.retries if retries is None else retries,
             name=old.name if name is None else name,
         )
+        # Set before the executor checks the task, so that its errors show the new name;
+        # taken back if it refuses, so that a failed set changes nothing.
+        self._set_options(new)
         if executor is not None:
-            prepare(self, executor, current_runtime())
+            try:
+                prepare(self, executor, current_runtime())
+            except BaseException:
+                self._set_options(old)
+                raise
         return self
+
+    def _set_options(self, options: TaskOptions) -> None:
+        self.options = options
+        self._name = None
 
     @property
     def name(self) -> str:
         """The name reports and logs show: the ``name`` option, else the function's name."""
-        return self.options.name or self.defaults.name or callable_name(self.func)
+        name = self._name
+        if name is None:
+            name = self._name = self.options.name or self.defaults.name or callable_name(self.func)
+        return name
 
     @property
     def explicit_executor(self) -> ExecutorSpec | None:
@@ -183,15 +198,15 @@ class BackgroundTasks:
         self._ticket: Ticket | None = None
         self._release_unrun: weakref.finalize[Any, BackgroundTasks] | None = None
         self._detached = False
+        runtime = current_runtime()
         if detach is None:
-            runtime = current_runtime()
             if runtime.config.detach:
-                runtime.check_detach("the config's detach=True")
+                runtime._check_detach("the config's detach=True")
                 self._detached = True
         else:
             self.detach = detach
         for task in as_tasks(tasks or ()):
-            self._append(task)
+            self._append(task, runtime)
 
     @property
     def detach(self) -> bool:
@@ -216,10 +231,10 @@ class BackgroundTasks:
     @detach.setter
     def detach(self, value: bool) -> None:
         if not isinstance(value, bool):
-            raise TypeError(f"detach must be True, False or None, got {value!r}")
+            raise TypeError(f"detach must be True or False, got {value!r}")
         if value and not self._detached:
             runtime = current_runtime()
-            runtime.check_detach()
+            runtime._check_detach()
             if self.tasks:
                 self._reserve(runtime)
         elif not value and self._ticket is not None:
@@ -236,7 +251,7 @@ class BackgroundTasks:
         """
         check_callable(func, "add_task()")
         task = BackgroundTask(func, *args, **kwargs)
-        self._append(task)
+        self._append(task, current_runtime())
         return task
 
     def choose(self, task: BackgroundTask) -> ExecutorSpec | None:
@@ -263,17 +278,16 @@ class BackgroundTasks:
         finally:
             self.reports = run.reports
 
-    def _append(self, task: BackgroundTask) -> None:
+    def _append(self, task: BackgroundTask, runtime: Runtime) -> None:
         if task.explicit_executor is None:  # else it was prepared when its executor was set
-            runtime = current_runtime()
             spec = self.choose(task)
             prepare(task, runtime.config.executor if spec is None else spec, runtime)
         if self._detached and self._ticket is None:
-            self._reserve(current_runtime())
+            self._reserve(runtime)
         self.tasks.append(task)
 
     def _reserve(self, runtime: Runtime) -> None:
-        self._ticket = ticket = runtime.reserve(self.tasks)
+        self._ticket = ticket = runtime._reserve(self.tasks)
         # A list whose response is never sent is never awaited: its place must not stay
         # taken, and its tasks must not vanish unnamed.
         self._release_unrun = weakref.finalize(self, ticket.abandon)
@@ -294,10 +308,12 @@ class BackgroundTasks:
 
     def _hand_over(self) -> None:
         ticket = self._take_ticket()
-        if not self.tasks:
+        if not self.tasks:  # emptied since it was scheduled: nothing to run
+            if ticket is not None:
+                ticket.end()
             return
         if ticket is None:  # awaited again: schedule it again
-            ticket = current_runtime().reserve(self.tasks)
+            ticket = current_runtime()._reserve(self.tasks)
         runtime = ticket.runtime
         try:
             run = TaskRun(
@@ -310,12 +326,12 @@ class BackgroundTasks:
         except BaseException:
             ticket.end()
             raise
-        if runtime.capture is not None:  # a test recorder takes it instead
+        if runtime._capture is not None:  # a test recorder takes it instead
             ticket.end()
-            runtime.capture(run)
+            runtime._capture(run)
             return
         ticket.on_end = self._ended
-        runtime.submit(ticket, run)
+        runtime._submit(ticket, run)
 
     def _ended(self, run: TaskRun) -> None:
         self.reports = run.reports

@@ -31,8 +31,8 @@ class ObservedRuntime(Runtime):
 
     def __init__(self, config: OffloadConfig | None = None) -> None:
         super().__init__(config)
-        self._hook = self.config.on_report
-        self.config = self.config.replace(on_report=self._observe)
+        self._hook = self._config.on_report  # still called, once the report is kept
+        self._config = self._config.replace(on_report=self._observe)
         self._reports: list[TaskReport] = []
         self._looked_at = 0
         self.portal: BlockingPortal | None = None
@@ -104,7 +104,7 @@ class TaskRecorder:
     def __init__(self, runtime: ObservedRuntime) -> None:
         self._runtime = runtime
         self._runs: list[TaskRun] = []
-        runtime.capture = self._runs.append
+        runtime._capture = self._runs.append
 
     @property
     def tasks(self) -> list[RecordedTask]:

@@ -4,7 +4,9 @@ Registered through the ``pytest11`` entry point, so installing offload is enough
 
 - ``offload_config``: the config a test runs with (override it in a ``conftest.py``);
 - ``offload_runtime``: a :class:`~offload.Runtime` entered for the test and drained after it;
-  a task failure the test never looked at fails the test;
+  a task that failed without the test reading ``offload_runtime.failures`` (or ``reports``)
+  afterwards is reported as an error at the test's teardown (``ERROR at teardown of ...``,
+  besides the test's own outcome), with the task's name and traceback;
 - ``offload_recorder``: records scheduled tasks instead of running them;
 - ``@pytest.mark.offload(**config_fields)``: per-test config, plus
   ``allow_task_failures=True`` to let unexamined task failures pass.
@@ -42,10 +44,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.offload: {error}") from None
 
 
+#: The config the plugin's own ``offload_config`` made for a test, so ``offload_runtime``
+#: knows whether the marker's fields are in it already.
+_MARKED_CONFIG = pytest.StashKey[OffloadConfig]()
+
+
 @pytest.fixture
 def offload_config(request: pytest.FixtureRequest) -> OffloadConfig:
     """The config this test runs with: the defaults, changed by ``@pytest.mark.offload``."""
-    return OffloadConfig().replace(**_marker_fields(request.node))
+    config = OffloadConfig().replace(**_marker_fields(request.node))
+    request.node.stash[_MARKED_CONFIG] = config
+    return config
 
 
 @pytest.fixture
@@ -54,10 +63,17 @@ def offload_runtime(
 ) -> Iterator[ObservedRuntime]:
     """A runtime entered for this test on the test's anyio backend, drained at teardown.
 
-    Its ``reports`` and ``failures`` show what ran. A failure the test did not look at
-    fails it, with the task's name and traceback.
+    Its ``reports`` and ``failures`` show what ran. A task failure the test did not look at
+    (by reading ``failures`` or ``reports`` after it) is reported as an error at teardown,
+    with the task's name and traceback.
+
+    Its config is ``offload_config``; when a ``conftest.py`` overrides that fixture, the
+    marker's fields still apply on top of what it returns.
     """
-    runtime = ObservedRuntime(offload_config.replace(**_marker_fields(request.node)))
+    config = offload_config
+    if request.node.stash.get(_MARKED_CONFIG, None) is not config:  # an override's config
+        config = config.replace(**_marker_fields(request.node))
+    runtime = ObservedRuntime(config)
     backend, options = _backend(request)
     # A portal keeps the runtime on a loop of its own, so sync tests (TestClient) get it too.
     with start_blocking_portal(backend, options) as portal:
