@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
+from ._callables import unwrap
 from ._config import check_int, check_timeout
 from .executors._base import Executor
 from .executors._registry import check_executor_name
@@ -92,7 +92,5 @@ NO_OPTIONS = TaskOptions()
 
 def function_options(func: Callable[..., object]) -> TaskOptions:
     """Return the ``@task_options`` defaults of ``func`` (looking through partials)."""
-    while isinstance(func, partial):
-        func = func.func
-    options = getattr(func, _ATTRIBUTE, NO_OPTIONS)
+    options = getattr(unwrap(func), _ATTRIBUTE, NO_OPTIONS)
     return options if isinstance(options, TaskOptions) else NO_OPTIONS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, get_args
 
+from ._callables import callable_name, is_async_callable
 from ._config import Concurrency, OnError, check_choice
 from ._options import (
     NO_OPTIONS,
@@ -397,20 +397,3 @@ def _check_no_arguments(func: Callable[..., object]) -> None:
             f"{name} needs arguments, so it cannot be a background task on its own; "
             f"wrap it with its arguments: BackgroundTask({name}, ...)"
         ) from None
-
-
-def is_async_callable(func: object) -> bool:
-    """Whether calling ``func`` returns a coroutine (partials and ``async __call__`` included)."""
-    while isinstance(func, partial):
-        func = func.func
-    return inspect.iscoroutinefunction(func) or (
-        callable(func) and inspect.iscoroutinefunction(func.__call__)
-    )
-
-
-def callable_name(func: object) -> str:
-    """Return a readable name for ``func``: its qualified name, looking through partials."""
-    while isinstance(func, partial):
-        func = func.func
-    name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else repr(func)

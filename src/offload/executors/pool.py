@@ -6,12 +6,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from concurrent.futures import Executor as FuturesExecutor
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
 
+from .._callables import unwrap
 from . import _worker
 from ._base import Executor
 from ._futures import wait_future
@@ -171,9 +171,8 @@ class PoolExecutor(Executor):
 
 
 def _makes_process_pools(factory: PoolFactory | None) -> bool:
-    while isinstance(factory, partial):
-        factory = factory.func
-    return isinstance(factory, type) and issubclass(factory, ProcessPoolExecutor)
+    made_by = unwrap(factory)
+    return isinstance(made_by, type) and issubclass(made_by, ProcessPoolExecutor)
 
 
 def _shut_down(pool: FuturesExecutor) -> None:

@@ -7,13 +7,13 @@ import signal
 import threading
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
-from functools import partial
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
 
+from .._callables import module_name
 from .._config import available_cpus, check_choice, check_int, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed
 from ._base import Executor
@@ -93,7 +93,7 @@ class ProcessExecutor(Executor):
         :raises NotPicklable: naming the task and the part of the call that does not pickle
         """
         payload_of(task)
-        self._modules.setdefault(_module_of(task.func), None)
+        self._modules.setdefault(module_name(task.func), None)
 
     async def start(self) -> None:
         """Start every worker and wait until each is ready for a task.
@@ -240,15 +240,6 @@ def _kill(slot: Slot) -> None:
 def _respawn(slot: Slot) -> None:
     slot.retire()
     slot.spawn()
-
-
-def _module_of(func: object) -> str:
-    while isinstance(func, partial):
-        func = func.func
-    module = getattr(func, "__module__", None)
-    if not isinstance(module, str):
-        module = type(func).__module__
-    return module
 
 
 def _describe_exit(exitcode: int | None) -> str:
