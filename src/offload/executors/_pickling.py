@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import reprlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import NotPicklable, OffloadError
@@ -44,33 +45,57 @@ def pickle_call(task: BackgroundTask) -> bytes:
         raise NotPicklable(_explain(task)) from exc
 
 
+def first_unpicklable(
+    task: BackgroundTask, dumps: Callable[[object], bytes]
+) -> tuple[str, object, str] | None:
+    """Pickle each part of the task's call alone, since a pickler's own message rarely names
+    the culprit; return where the first failing part is, the part, and why it failed.
+    """
+    parts: list[tuple[str, object]] = [("its function", task.func)]
+    parts += [(f"argument {i}", arg) for i, arg in enumerate(task.args)]
+    parts += [(f"keyword argument {key!r}", value) for key, value in task.kwargs.items()]
+    for where, value in parts:
+        try:
+            dumps(value)
+        except Exception as exc:
+            return where, value, f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def short_repr(value: object) -> str:
+    """Return ``repr(value)`` cut to a length that fits in an error message."""
+    return _short.repr(value)
+
+
 def _explain(task: BackgroundTask) -> str:
-    # Pickle each part alone to name the culprit; pickle's own message rarely does.
-    if (problem := _pickle_error(task.func)) is not None:
+    culprit = first_unpicklable(task, _dumps)
+    if culprit is None:
+        return (
+            f"process task {task.name!r} cannot be pickled: {_pickle_error(task.args)}; "
+            "pass a module-level function and picklable arguments"
+        )
+    where, value, problem = culprit
+    if where == "its function":
         return (
             f"process task {task.name!r} cannot be pickled: its function "
-            f"{_short.repr(task.func)} does not pickle ({problem}); define it at module "
+            f"{short_repr(value)} does not pickle ({problem}); define it at module "
             "level so worker processes can import it by name (a lambda or a function "
             "defined inside another function cannot be)"
         )
-    parts = [(f"argument {i}", arg) for i, arg in enumerate(task.args)]
-    parts += [(f"keyword argument {key!r}", value) for key, value in task.kwargs.items()]
-    for where, value in parts:
-        if (problem := _pickle_error(value)) is not None:
-            return (
-                f"process task {task.name!r} cannot be pickled: {where} {_short.repr(value)} "
-                f"does not pickle ({problem}); pass picklable arguments, such as the plain "
-                "data a worker can rebuild the object from"
-            )
     return (
-        f"process task {task.name!r} cannot be pickled: {_pickle_error(task.args)}; "
-        "pass a module-level function and picklable arguments"
+        f"process task {task.name!r} cannot be pickled: {where} {short_repr(value)} "
+        f"does not pickle ({problem}); pass picklable arguments, such as the plain "
+        "data a worker can rebuild the object from"
     )
+
+
+def _dumps(obj: object) -> bytes:
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
 def _pickle_error(obj: object) -> str | None:
     try:
-        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        _dumps(obj)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import reprlib
 import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
@@ -20,6 +19,7 @@ except ImportError as exc:  # pragma: no cover (the dask tests run with distribu
     ) from exc
 
 from .._exceptions import ConfigError, NotPicklable, OffloadError, WorkerCrashed
+from ._pickling import first_unpicklable, short_repr
 from .pool import PoolExecutor
 
 if TYPE_CHECKING:
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 80
 
 #: Tasks whose call is known to pickle; a task's call does not change once it is made.
 _picklable: weakref.WeakSet[BackgroundTask] = weakref.WeakSet()
@@ -181,17 +178,12 @@ def _connect(address: str, options: dict[str, Any]) -> _ClientPool:
 
 
 def _explain(task: BackgroundTask) -> str:
-    # Pickle each part alone to name the culprit; cloudpickle's own message rarely does.
-    parts: list[tuple[str, object]] = [("its function", task.func)]
-    parts += [(f"argument {i}", arg) for i, arg in enumerate(task.args)]
-    parts += [(f"keyword argument {key!r}", value) for key, value in task.kwargs.items()]
-    for where, value in parts:
-        try:
-            cloudpickle.dumps(value)
-        except Exception as exc:
-            return (
-                f"dask task {task.name!r} cannot be pickled: {where} {_short.repr(value)} "
-                f"does not pickle ({type(exc).__name__}: {exc}); pass plain data a worker "
-                "can rebuild the object from, and no function that holds such an object"
-            )
-    return f"dask task {task.name!r} cannot be pickled; pass a function and plain data"
+    culprit = first_unpicklable(task, cloudpickle.dumps)
+    if culprit is None:
+        return f"dask task {task.name!r} cannot be pickled; pass a function and plain data"
+    where, value, problem = culprit
+    return (
+        f"dask task {task.name!r} cannot be pickled: {where} {short_repr(value)} "
+        f"does not pickle ({problem}); pass plain data a worker "
+        "can rebuild the object from, and no function that holds such an object"
+    )
