@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offload import ConfigError, OffloadConfig, TaskReport
-from offload._config import _KINDS, FIELD_NAMES, available_cpus
+from offload._config import _KINDS, FIELD_NAMES, _edit_distance, available_cpus
 
 
 def record(report: TaskReport) -> None:
@@ -135,7 +136,7 @@ def test_from_env_uses_os_environ_and_a_custom_prefix(monkeypatch: pytest.Monkey
     assert OffloadConfig.from_env(prefix="MYAPP_").retries == 3
 
 
-def test_from_env_rejects_unknown_variables_naming_them() -> None:
+def test_from_env_rejects_a_typo_of_a_field_suggesting_the_field() -> None:
     with pytest.raises(ConfigError) as caught:
         OffloadConfig.from_env({"OFFLOAD_THREADLIMIT": "4"})
     message = str(caught.value)
@@ -179,3 +180,138 @@ def test_from_mapping_takes_a_toml_array_for_preload() -> None:
 def test_from_env_refuses_nan() -> None:
     with pytest.raises(ConfigError, match="task_timeout must be a finite number"):
         OffloadConfig.from_env({"OFFLOAD_TASK_TIMEOUT": "nan"})
+
+
+# Variables that name no field, and exceptions that must not escape as they are
+
+#: What Kubernetes sets in every pod of a namespace with a service named offload.
+KUBERNETES_SERVICE_VARIABLES = {
+    "OFFLOAD_SERVICE_HOST": "10.0.0.11",
+    "OFFLOAD_SERVICE_PORT": "80",
+    "OFFLOAD_SERVICE_PORT_HTTP": "80",
+    "OFFLOAD_PORT": "tcp://10.0.0.11:80",
+    "OFFLOAD_PORT_80_TCP": "tcp://10.0.0.11:80",
+    "OFFLOAD_PORT_80_TCP_PROTO": "tcp",
+    "OFFLOAD_PORT_80_TCP_PORT": "80",
+    "OFFLOAD_PORT_80_TCP_ADDR": "10.0.0.11",
+}
+
+
+def test_from_env_ignores_an_orchestrators_variables_with_one_warning() -> None:
+    environ = {**KUBERNETES_SERVICE_VARIABLES, "OFFLOAD_THREAD_LIMIT": "4"}
+    with pytest.warns(UserWarning, match="name no config field") as caught:
+        config = OffloadConfig.from_env(environ)
+    assert config.thread_limit == 4
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert all(repr(name) in message for name in KUBERNETES_SERVICE_VARIABLES)
+    assert "10.0.0.11" not in message  # names only: another program's values may be secrets
+    assert caught[0].filename == __file__  # it points at the caller of from_env
+
+
+def test_from_env_warns_about_an_unknown_variable_without_its_value() -> None:
+    with pytest.warns(UserWarning, match="OFFLOAD_DATABASE_PASSWORD") as caught:
+        config = OffloadConfig.from_env({"OFFLOAD_DATABASE_PASSWORD": "hunter2"})
+    assert config == OffloadConfig()
+    assert "hunter2" not in str(caught[0].message)
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("OFFLOAD_THREADLIMIT", "OFFLOAD_THREAD_LIMIT"),  # one letter dropped
+        ("OFFLOAD_RETRIE", "OFFLOAD_RETRIES"),  # one letter dropped
+        ("OFFLOAD_RETRIESS", "OFFLOAD_RETRIES"),  # one letter added
+        ("OFFLOAD_ON_ERORR", "OFFLOAD_ON_ERROR"),  # two letters changed
+        ("OFFLOAD_DETACHED", "OFFLOAD_DETACH"),  # two letters added
+        ("offload_thread_limt".upper(), "OFFLOAD_THREAD_LIMIT"),
+    ],
+)
+def test_from_env_rejects_a_variable_two_letters_from_a_field(name: str, field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        OffloadConfig.from_env({name: "hunter2"})
+    message = str(caught.value)
+    assert message.startswith(f"unknown config key {name!r} (did you mean {field}?); valid keys")
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("port", "on_report", 5),  # so Kubernetes' OFFLOAD_PORT is no typo of on_report
+        ("threadlimit", "thread_limit", 1),
+        ("retrie", "retries", 1),
+        ("kitten", "sitting", 3),
+        ("ab", "ba", 2),  # a swap is two changes
+        ("", "detach", 6),
+        ("detach", "detach", 0),
+    ],
+)
+def test_edit_distance_counts_letters_added_dropped_or_changed(
+    a: str, b: str, distance: int
+) -> None:
+    assert _edit_distance(a, b) == distance
+    assert _edit_distance(b, a) == distance
+
+
+def test_no_variable_kubernetes_sets_is_within_two_letters_of_a_field() -> None:
+    for name in KUBERNETES_SERVICE_VARIABLES:
+        key = name.removeprefix("OFFLOAD_").lower()
+        assert min(_edit_distance(key, field) for field in FIELD_NAMES) > 2, name
+
+
+def test_from_mapping_stays_strict_about_names_that_are_no_typo() -> None:
+    with pytest.raises(ConfigError, match="^unknown config key 'port'; valid keys are: "):
+        OffloadConfig.from_mapping({"port": 80})
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("os.path", "a colon must come between the module and the callable"),
+        ("nosuchmodule.func", "a colon must come between the module and the callable"),
+        ("os:", "a colon must come between the module and the callable"),
+        ("os:nothing", "module 'os' has no 'nothing'"),
+        ("os:path", "it is a module, which cannot be called"),
+        ("os:sep", "it is a str, which cannot be called"),
+        ("nosuchmodule:func", "importing 'nosuchmodule' failed: ModuleNotFoundError: "),
+        (".relative:func", "importing '.relative' failed: TypeError: "),
+    ],
+)
+def test_a_bad_on_report_path_is_a_config_error_naming_the_variable(
+    path: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        OffloadConfig.from_env({"OFFLOAD_ON_REPORT": path})
+    assert str(caught.value).startswith(
+        f"OFFLOAD_ON_REPORT must be an import path like 'package.module:function', "
+        f"got {path!r} ({problem}"
+    )
+    with pytest.raises(ConfigError, match="^on_report must be an import path like "):
+        OffloadConfig.from_mapping({"on_report": path})
+
+
+def test_an_on_report_module_that_fails_to_import_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "offload_broken_hooks.py").write_text("raise RuntimeError('no database')\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(ConfigError, match="importing 'offload_broken_hooks' failed: Runtime"):
+        OffloadConfig.from_env({"OFFLOAD_ON_REPORT": "offload_broken_hooks:record"})
+
+
+@pytest.mark.parametrize("mapping", [{3: 1}, {3: 1, "threads": 2}, {None: 1}])
+def test_from_mapping_rejects_a_key_that_is_not_a_string(mapping: dict[Any, int]) -> None:
+    with pytest.raises(ConfigError, match="^config keys must be field names \\(strings\\), got "):
+        OffloadConfig.from_mapping(mapping)
+
+
+@pytest.mark.parametrize("mapping", [[("thread_limit", 8)], None, "thread_limit=8"])
+def test_from_mapping_rejects_what_is_not_a_mapping(mapping: Any) -> None:
+    with pytest.raises(ConfigError, match="^from_mapping needs a mapping of field names to values"):
+        OffloadConfig.from_mapping(mapping)
+
+
+def test_from_env_skips_names_that_are_not_strings() -> None:
+    environ: dict[Any, str] = {3: "x", "OFFLOAD_RETRIES": "2"}
+    assert OffloadConfig.from_env(environ).retries == 2

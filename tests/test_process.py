@@ -78,7 +78,7 @@ def local_function() -> Callable[[], None]:
     [
         (lambda: None, (), "<lambda>", "define it at module level"),
         (local_function(), (), "local_function.<locals>.inner", "define it at module level"),
-        (process_tasks.unwrap, (threading.Lock(),), "argument 0 <unlocked _thread.lock", "pass"),
+        (process_tasks.unwrap, (threading.Lock(),), "argument 0 (a _thread.lock)", "pass"),
     ],
     ids=["lambda", "local-function", "lock-argument"],
 )
@@ -98,7 +98,8 @@ def test_add_task_pickles_the_call_and_names_what_does_not_pickle(
 def test_an_unpicklable_keyword_argument_is_named() -> None:
     with socket.socket() as sock:
         task = BackgroundTask(process_tasks.add, 1, b=sock)  # type: ignore[arg-type]
-        with pytest.raises(NotPicklable, match=r"keyword argument 'b' <socket\.socket"):
+        match = r"keyword argument 'b' \(a socket\.socket\) does not pickle"
+        with pytest.raises(NotPicklable, match=match):
             task.set(executor="process")
 
 

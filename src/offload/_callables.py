@@ -22,10 +22,11 @@ def is_async_callable(func: object) -> bool:
 
 
 def callable_name(func: object) -> str:
-    """Return a readable name for ``func``: its qualified name, looking through partials."""
+    """Return a readable name for ``func``: its qualified name, looking through partials;
+    for a callable object, its class's (never its repr, which may show secrets)."""
     func = unwrap(func)
     name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else repr(func)
+    return name if isinstance(name, str) else type(func).__qualname__
 
 
 def module_name(func: object) -> str:

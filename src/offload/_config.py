@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -110,8 +110,14 @@ class OffloadConfig:
         String values are parsed as environment variables are, so the mapping may come from
         an INI or TOML file as well as from Python.
 
-        :raises ConfigError: if a key is not a field, or a value is invalid
+        :raises ConfigError: if ``mapping`` is not a mapping, a key is not a field, or a
+            value is invalid
         """
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(
+                "from_mapping needs a mapping of field names to values, "
+                f"got {_a(type(mapping).__name__)}; pass a dict such as {{'thread_limit': 8}}"
+            )
         _check_keys(mapping)
         return cls(**{key: _parse(key, value) for key, value in mapping.items()})
 
@@ -121,16 +127,40 @@ class OffloadConfig:
     ) -> OffloadConfig:
         """Build a config from ``<prefix><FIELD>`` variables, e.g. ``OFFLOAD_THREAD_LIMIT=8``.
 
+        Only variables that name a field are read. Other variables with the prefix are
+        ignored with one :exc:`UserWarning`, since an orchestrator sets some of its own
+        (Kubernetes sets ``OFFLOAD_SERVICE_HOST`` and ``OFFLOAD_PORT`` for a service named
+        offload); but one that is a typo of a field is an error, as it was surely meant for it.
+
         :param environ: the variables to read; ``os.environ`` by default
-        :raises ConfigError: if a variable with the prefix names no field, or a value is invalid
+        :raises ConfigError: if a variable with the prefix is a typo of a field (at most two
+            letters added, dropped or changed), or a value is invalid
         """
         environ = os.environ if environ is None else environ
-        values = {
-            name[len(prefix) :].lower(): value
-            for name, value in environ.items()
-            if name.startswith(prefix)
-        }
-        _check_keys(values, prefix=prefix)
+        values: dict[str, str] = {}
+        typos: list[str] = []
+        ignored: list[str] = []
+        for name, value in environ.items():
+            if not isinstance(name, str) or not name.startswith(prefix):
+                continue
+            key = name[len(prefix) :].lower()
+            if key in FIELD_NAMES:
+                values[key] = value
+            elif _typo_of(key) is not None:
+                typos.append(name)
+            else:
+                ignored.append(name)
+        if typos:
+            raise _unknown_keys(sorted(typos), prefix=prefix)
+        if ignored:
+            # Names only: the values of variables that are not offload's may be secrets.
+            warnings.warn(
+                f"OffloadConfig.from_env ignored {', '.join(map(repr, sorted(ignored)))}, "
+                f"which name no config field; if one was meant for offload, rename it "
+                f"{prefix}<FIELD> after a field of OffloadConfig",
+                UserWarning,
+                stacklevel=2,
+            )
         return cls(
             **{
                 key: _parse(key, value, source=prefix + key.upper())
@@ -150,20 +180,65 @@ class OffloadConfig:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(OffloadConfig))
 
 
-def _check_keys(keys: Mapping[str, object], *, prefix: str = "") -> None:
-    unknown = sorted(set(keys) - set(FIELD_NAMES))
-    if not unknown:
-        return
-    valid = ", ".join(prefix + name.upper() if prefix else name for name in sorted(FIELD_NAMES))
+def _check_keys(keys: Iterable[object]) -> None:
+    unknown: list[str] = []
+    for key in keys:
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"config keys must be field names (strings), got {_a(type(key).__name__)} "
+                f"key; valid keys are: {', '.join(sorted(FIELD_NAMES))}"
+            )
+        if key not in FIELD_NAMES:
+            unknown.append(key)
+    if unknown:
+        raise _unknown_keys(sorted(unknown))
+
+
+def _unknown_keys(names: list[str], *, prefix: str = "") -> ConfigError:
+    def shown(field_name: str) -> str:
+        return prefix + field_name.upper() if prefix else field_name
+
     problems = []
-    for key in unknown:
-        shown = prefix + key.upper() if prefix else key
-        close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
-        hint = (
-            f" (did you mean {prefix + close[0].upper() if prefix else close[0]}?)" if close else ""
-        )
-        problems.append(f"{shown!r}{hint}")
-    raise ConfigError(f"unknown config key {', '.join(problems)}; valid keys are: {valid}")
+    for name in names:
+        key = name[len(prefix) :].lower()
+        close = _typo_of(key)
+        hint = f" (did you mean {shown(close)}?)" if close else ""
+        problems.append(f"{name!r}{hint}")
+    valid = ", ".join(shown(name) for name in sorted(FIELD_NAMES))
+    return ConfigError(f"unknown config key {', '.join(problems)}; valid keys are: {valid}")
+
+
+#: How far (in letters added, dropped or changed) a name may be from a field to be its typo.
+#: Kubernetes' ``OFFLOAD_PORT`` is 5 from ``on_report``; ``OFFLOAD_THREADLIMIT`` is 1 away.
+_TYPO_DISTANCE = 2
+
+
+def _typo_of(key: str) -> str | None:
+    """Return the field ``key`` is a typo of, or ``None`` if no field is that close."""
+    distance, closest = min((_edit_distance(key, name), name) for name in FIELD_NAMES)
+    return closest if distance <= _TYPO_DISTANCE else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Return the fewest letters to add, drop or change to turn ``a`` into ``b`` (Levenshtein)."""
+    # Row by row: previous[j] is the distance from the first i-1 letters of a to b[:j].
+    previous = list(range(len(b) + 1))
+    for i, letter_a in enumerate(a, start=1):
+        current = [i]
+        for j, letter_b in enumerate(b, start=1):
+            current.append(
+                min(
+                    previous[j] + 1,  # drop letter_a
+                    current[j - 1] + 1,  # add letter_b
+                    previous[j - 1] + (letter_a != letter_b),  # keep or change
+                )
+            )
+        previous = current
+    return previous[-1]
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...] | list[str]) -> None:
@@ -217,29 +292,41 @@ def _parse(key: str, value: object, *, source: str | None = None) -> Any:
         return text
     if kind is tuple:
         return tuple(part.strip() for part in text.split(",") if part.strip())
+    if kind is Callable:
+        return _import_callable(text, source or key)
     try:
         if kind is bool:
             lowered = text.lower()
             if lowered not in _TRUE | _FALSE:
                 raise ValueError(text)
             return lowered in _TRUE
-        if kind is Callable:
-            return _import_object(text)
         return kind(text)
-    except (ValueError, ImportError, AttributeError) as exc:
-        expected = {int: "an integer", float: "a number", bool: "true or false"}.get(
-            kind, "an import path like 'package.module:function'"
-        )
+    except ValueError as exc:
+        expected = {int: "an integer", float: "a number", bool: "true or false"}[kind]
         raise ConfigError(f"{source or key} must be {expected}, got {value!r}") from exc
 
 
-def _import_object(path: str) -> object:
-    module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise ValueError(path)
-    obj: object = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        obj = getattr(obj, part)
+def _import_callable(path: str, source: str) -> object:
+    def error(problem: str) -> ConfigError:
+        return ConfigError(
+            f"{source} must be an import path like 'package.module:function', got {path!r}"
+            f" ({problem})"
+        )
+
+    module_name, colon, attribute = path.partition(":")
+    if not colon or not module_name or not attribute:
+        raise error("a colon must come between the module and the callable")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:  # importing runs the module's code, which may raise anything
+        raise error(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # a module's __getattr__ may raise more than AttributeError
+        raise error(f"module {module_name!r} has no {attribute!r}") from exc
+    if not callable(obj):
+        raise error(f"it is {_a(type(obj).__name__)}, which cannot be called")
     return obj
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
-import reprlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._callables import module_name
 from .._exceptions import NotPicklable, OffloadError
 
 if TYPE_CHECKING:
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
 #: exception, or ``None`` if it would not pickle) or ``"unpicklable"`` (the return value
 #: would not pickle: ``type_name`` is its type and ``message`` why).
 Outcome = tuple[str, bytes | None, str, str, str]
-
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 80
 
 
 def payload_of(task: BackgroundTask) -> bytes:
@@ -42,63 +40,87 @@ def pickle_call(task: BackgroundTask) -> bytes:
     try:
         return pickle.dumps((task.func, task.args, task.kwargs), pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        raise NotPicklable(_explain(task)) from exc
+        raise NotPicklable(_explain(task, exc)) from exc
 
 
-def first_unpicklable(
-    task: BackgroundTask, dumps: Callable[[object], bytes]
-) -> tuple[str, object, str] | None:
-    """Pickle each part of the task's call alone, since a pickler's own message rarely names
-    the culprit; return where the first failing part is, the part, and why it failed.
+class Culprit(NamedTuple):
+    """The first part of a call that does not pickle, told without its value.
+
+    A task's arguments may hold secrets (a password beside a lock), and this text ends up
+    in a traceback and a log: so it gives where the part is and its type, never its repr.
     """
-    parts: list[tuple[str, object]] = [("its function", task.func)]
+
+    where: str
+    """e.g. ``"argument 0 (a dict)"`` or ``"its function app.tasks.<lambda>"``"""
+    is_function: bool
+    """whether the part is the function (not a callable object, nor an argument)"""
+    problem: str
+    """the pickler's own ``"TypeError: cannot pickle '_thread.lock' object"``"""
+
+
+def first_unpicklable(task: BackgroundTask, dumps: Callable[[object], bytes]) -> Culprit | None:
+    """Pickle each part of the task's call alone, since a pickler's own message rarely names
+    the culprit; return the first part that fails, or ``None`` if each pickles alone.
+    """
+    func = task.func
+    parts: list[tuple[str, object]] = []
+    # A partial's bound arguments are arguments too, and its repr would show them.
+    while isinstance(func, partial):
+        parts += [(f"partial argument {i}", arg) for i, arg in enumerate(func.args)]
+        parts += [(f"partial keyword argument {key!r}", v) for key, v in func.keywords.items()]
+        func = func.func
     parts += [(f"argument {i}", arg) for i, arg in enumerate(task.args)]
     parts += [(f"keyword argument {key!r}", value) for key, value in task.kwargs.items()]
+    try:
+        dumps(func)
+    except Exception as exc:
+        # A function's name is code, not data; a callable object's repr may show its fields.
+        name = getattr(func, "__qualname__", None)
+        if isinstance(name, str):
+            return Culprit(f"its function {module_name(func)}.{name}", True, _problem(exc))
+        return Culprit(f"its callable ({_type_of(func)})", False, _problem(exc))
     for where, value in parts:
         try:
             dumps(value)
         except Exception as exc:
-            return where, value, f"{type(exc).__name__}: {exc}"
+            return Culprit(f"{where} ({_type_of(value)})", False, _problem(exc))
     return None
 
 
-def short_repr(value: object) -> str:
-    """Return ``repr(value)`` cut to a length that fits in an error message."""
-    return _short.repr(value)
+def _type_of(value: object) -> str:
+    cls = type(value)
+    name = cls.__qualname__
+    if cls.__module__ != "builtins":
+        name = f"{cls.__module__}.{name}"
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
 
 
-def _explain(task: BackgroundTask) -> str:
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _explain(task: BackgroundTask, exc: Exception) -> str:
     culprit = first_unpicklable(task, _dumps)
     if culprit is None:
         return (
-            f"process task {task.name!r} cannot be pickled: {_pickle_error(task.args)}; "
+            f"process task {task.name!r} cannot be pickled ({_problem(exc)}); "
             "pass a module-level function and picklable arguments"
         )
-    where, value, problem = culprit
-    if where == "its function":
+    if culprit.is_function:
         return (
-            f"process task {task.name!r} cannot be pickled: its function "
-            f"{short_repr(value)} does not pickle ({problem}); define it at module "
-            "level so worker processes can import it by name (a lambda or a function "
-            "defined inside another function cannot be)"
+            f"process task {task.name!r} cannot be pickled: {culprit.where} does not pickle "
+            f"({culprit.problem}); define it at module level so worker processes can import "
+            "it by name (a lambda or a function defined inside another function cannot be)"
         )
     return (
-        f"process task {task.name!r} cannot be pickled: {where} {short_repr(value)} "
-        f"does not pickle ({problem}); pass picklable arguments, such as the plain "
-        "data a worker can rebuild the object from"
+        f"process task {task.name!r} cannot be pickled: {culprit.where} does not pickle "
+        f"({culprit.problem}); pass picklable arguments, such as the plain data a worker "
+        "can rebuild the object from"
     )
 
 
 def _dumps(obj: object) -> bytes:
     return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-
-
-def _pickle_error(obj: object) -> str | None:
-    try:
-        _dumps(obj)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 class RemoteTraceback(Exception):

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover (the dask tests run with distribu
     ) from exc
 
 from .._exceptions import ConfigError, NotPicklable, OffloadError, WorkerCrashed
-from ._pickling import first_unpicklable, short_repr
+from ._pickling import first_unpicklable
 from .pool import PoolExecutor
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class DaskExecutor(PoolExecutor):
         try:
             cloudpickle.dumps((task.func, task.args, task.kwargs))
         except Exception as exc:
-            raise NotPicklable(_explain(task)) from exc
+            raise NotPicklable(_explain(task, exc)) from exc
         _picklable.add(task)
 
     async def run(self, task: BackgroundTask) -> Any:
@@ -177,13 +177,15 @@ def _connect(address: str, options: dict[str, Any]) -> _ClientPool:
     return _ClientPool(Client(address, **options))  # type: ignore[no-untyped-call]
 
 
-def _explain(task: BackgroundTask) -> str:
+def _explain(task: BackgroundTask, exc: Exception) -> str:
     culprit = first_unpicklable(task, cloudpickle.dumps)
     if culprit is None:
-        return f"dask task {task.name!r} cannot be pickled; pass a function and plain data"
-    where, value, problem = culprit
+        return (
+            f"dask task {task.name!r} cannot be pickled ({type(exc).__name__}: {exc}); "
+            "pass a function and plain data"
+        )
     return (
-        f"dask task {task.name!r} cannot be pickled: {where} {short_repr(value)} "
-        f"does not pickle ({problem}); pass plain data a worker "
-        "can rebuild the object from, and no function that holds such an object"
+        f"dask task {task.name!r} cannot be pickled: {culprit.where} does not pickle "
+        f"({culprit.problem}); pass plain data a worker can rebuild the object from, "
+        "and no function that holds such an object"
     )
