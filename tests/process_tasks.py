@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -126,3 +128,21 @@ def interrupt_self() -> str:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.05)  # time for the signal to arrive, and to interrupt, were it not ignored
     return "still running"
+
+
+def _sleep_forever() -> None:
+    while True:
+        time.sleep(1)
+
+
+def start_grandchild_then_hang(pid_file: str, how: str) -> None:
+    """Start a child process that inherits this worker's pipes, write its pid, and hang."""
+    if how == "subprocess":
+        # close_fds=False: the grandchild holds every pipe of the worker, its log pipe too.
+        child_pid = subprocess.Popen(["sleep", "100"], close_fds=False).pid
+    else:  # a fork child holds every pipe of the worker, as multiprocessing users get it
+        child = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+        child.start()
+        child_pid = child.pid or 0
+    Path(pid_file).write_text(str(child_pid))
+    _sleep_forever()

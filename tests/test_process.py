@@ -324,8 +324,28 @@ async def test_start_is_idempotent_and_safe_to_call_concurrently() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_runtime_prewarms_the_workers() -> None:
+@pytest.mark.parametrize(
+    "changes",
+    [{"executor": "process"}, {"preload": ("process_tasks",)}],
+    ids=["executor", "preload"],
+)
+async def test_a_runtime_prewarms_the_workers_of_a_config_that_names_them(
+    changes: dict[str, Any],
+) -> None:
+    async with Runtime(config(**changes)):
+        assert len(multiprocessing.active_children()) == 2
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.anyio
+async def test_a_runtime_starts_workers_only_once_a_task_uses_them() -> None:
     async with Runtime(config()):
+        assert multiprocessing.active_children() == []
+        await BackgroundTasks([BackgroundTask(process_tasks.add, 1, 2)], executor="thread")()
+        assert multiprocessing.active_children() == []
+        tasks = BackgroundTasks([BackgroundTask(process_tasks.add, 1, 2)], executor="process")
+        await tasks()
+        assert tasks.reports[0].ok
         assert len(multiprocessing.active_children()) == 2
     assert multiprocessing.active_children() == []
 

@@ -343,9 +343,10 @@ async def test_a_failed_entry_closes_the_executors_it_started(
 async def test_executors_start_in_a_fixed_order_and_close_in_reverse() -> None:
     executor = LifecycleExecutor()
     register_executor("lifecycle", lambda config: executor)
-    async with Runtime(OffloadConfig(executor="lifecycle", process_workers=1)) as runtime:
+    config = OffloadConfig(executor="lifecycle", process_workers=1, preload=("shared_tasks",))
+    async with Runtime(config) as runtime:
         started = [e.name for e in runtime._started]
-    assert started == ["inline", "thread", "process", "lifecycle"]
+    assert started == ["inline", "thread", "lifecycle", "process"]
 
 
 async def test_a_detached_task_that_ignores_cancellation_does_not_hang_shutdown(

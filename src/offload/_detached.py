@@ -57,13 +57,19 @@ class Supervisor(Generic[T]):
     :param handle: the coroutine function run, in a task of its own, for each item
     :param lost: called, on the loop, with an item that will never be handled: it arrived
         after :meth:`close`, or was still queued when the supervisor was cancelled
+    :param abandoned: called once, on the loop, with the items (running or queued) that were
+        cut short because the event loop ended before :meth:`close` (a server's forced exit)
     """
 
     def __init__(
-        self, handle: Callable[[T], Coroutine[Any, Any, None]], lost: Callable[[T], None]
+        self,
+        handle: Callable[[T], Coroutine[Any, Any, None]],
+        lost: Callable[[T], None],
+        abandoned: Callable[[list[T]], None] = lambda items: None,
     ) -> None:
         self._handle = handle
         self._lost = lost
+        self._abandoned = abandoned
         self._token: EventLoopToken | None = None
         self._loop_thread = 0
         self._inbox: MemoryObjectSendStream[Delivery[T]] | None = None
@@ -71,6 +77,8 @@ class Supervisor(Generic[T]):
         self._host: threading.Thread | None = None
         self._ended: Future[None] = Future()
         self._running: dict[T, None] = {}  # the items being handled, in the order they started
+        self._stopping = False
+        self._cut_short: list[T] = []  # items its event loop's end cancelled, before close()
 
     async def start(self) -> None:
         """Start the supervisor on the current event loop; return once it takes items."""
@@ -128,13 +136,7 @@ class Supervisor(Generic[T]):
         except BaseException as exc:
             if not started.done():
                 started.set_exception(exc)
-            else:  # its event loop ended with the runtime still open
-                logger.warning(
-                    "The event loop of an offload Runtime ended before the runtime was closed "
-                    "(%r); detached tasks still running were cancelled. Close the runtime "
-                    "(leave `async with Runtime(...)`) before its event loop ends",
-                    exc,
-                )
+            # Else its event loop ended with the supervisor open: _serve reported what it lost.
         finally:
             self._ended.set_result(None)
 
@@ -153,17 +155,26 @@ class Supervisor(Generic[T]):
                             context.run(partial(group.start_soon, self._run, item))
             finally:
                 # Cancelled with items still queued: they never started.
+                queued: list[T] = []
                 while True:
                     try:
                         item, _ = receive.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
+                    queued.append(item)
+                if not self._stopping:  # not closed: its event loop is ending under it
+                    self._abandoned([*self._cut_short, *queued])
+                for item in queued:
                     self._lost(item)
 
     async def _run(self, item: T) -> None:
         self._running[item] = None
         try:
             await self._handle(item)
+        except anyio.get_cancelled_exc_class():
+            if not self._stopping and not self._cut_short:  # the first one cancelled
+                self._cut_short = list(self._running)  # all of them, in the order they started
+            raise
         finally:
             del self._running[item]
 
@@ -176,6 +187,7 @@ class Supervisor(Generic[T]):
             self._lost(delivery[0])
 
     def _stop(self) -> None:
+        self._stopping = True
         if self._inbox is not None:
             self._inbox.close()
         if self._group is not None:

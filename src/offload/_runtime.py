@@ -30,8 +30,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("offload")
 
-#: Executors a runtime starts on entry, so the first request does not pay for their start.
-PREWARMED = ("inline", "thread", "process")
+#: Executors a runtime starts on entry, so the first request does not pay for their start;
+#: others start on entry if its config names them, else on first use. Worker processes
+#: start only for an app that uses them: a server's daemonic workers (hypercorn's default)
+#: cannot have children, and a script without an ``if __name__ == "__main__":`` guard would
+#: run again in each of them.
+PREWARMED = ("inline", "thread")
 
 #: How long a closing runtime waits for the detached tasks it cancelled to end. A task that
 #: swallows its cancellation is left behind, named in the log, rather than hang shutdown.
@@ -241,6 +245,23 @@ class Runtime:
         finally:
             ticket.end()
 
+    def _abandoned(self, tickets: list[Ticket]) -> None:
+        """Name the detached tasks cut short by the end of this runtime's event loop."""
+        names = [name for ticket in tickets for name in ticket.unfinished()]
+        if not names:
+            logger.warning(
+                "The event loop of an offload Runtime ended before the runtime was closed; "
+                "close the runtime (leave `async with Runtime(...)`) before its event loop ends"
+            )
+            return
+        logger.error(
+            "The event loop of an offload Runtime ended before the runtime was closed, "
+            "abandoning %d background task(s): %s. A server's forced exit (Ctrl-C twice) "
+            "skips the lifespan shutdown that drains them; close the runtime (leave "
+            "`async with Runtime(...)`) before its event loop ends",
+            len(names), ", ".join(names),
+        )  # fmt: skip
+
     async def __aenter__(self) -> Self:
         if self._state in ("running", "closing"):
             raise RuntimeError(f"{self!r} is already entered; enter a runtime once at a time")
@@ -248,10 +269,13 @@ class Runtime:
         self._state = "idle"  # a closed runtime may be entered again
         try:
             # Ordered, so that executors start (and close) in the same order on every run.
-            for name in dict.fromkeys((*PREWARMED, self._config.executor)):
+            used = (*PREWARMED, *self._executors, self._config.executor)
+            if self._config.preload:  # only the process executor preloads
+                used += ("process",)
+            for name in dict.fromkeys(used):
                 if name != AUTO:
                     await self._ensure_started(self.executor(name))
-            supervisor = Supervisor(self._run_detached, Ticket.end)
+            supervisor = Supervisor(self._run_detached, Ticket.end, self._abandoned)
             await supervisor.start()
         except BaseException:
             self._state = "closed"

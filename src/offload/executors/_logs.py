@@ -6,10 +6,12 @@ middle of sending a record can corrupt only its own pipe, never another worker's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import threading
-from multiprocessing.connection import Connection
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -56,24 +58,55 @@ def forwarded_level() -> int:
     return min(levels)
 
 
-def start_forwarding(connection: Connection, name: str) -> threading.Thread:
-    """Hand every record arriving on ``connection`` to this process's loggers, until EOF."""
-    thread = threading.Thread(target=_forward, args=(connection,), name=name, daemon=True)
-    thread.start()
-    return thread
+class LogForwarder:
+    """Hand every record arriving on ``connection`` to this process's loggers, in a thread.
+
+    The thread ends at EOF, or when :meth:`close` asks it to: a grandchild of the worker
+    (a ``multiprocessing`` child started with ``fork``) may hold a copy of the pipe, and
+    then EOF never comes, so waiting for it would hang the worker's retirement.
+
+    :param connection: the read end of a worker's log pipe
+    :param name: the thread's name
+    """
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        self._wake_reader, self._wake_writer = Pipe(duplex=False)
+        self._thread = threading.Thread(
+            target=_forward, args=(connection, self._wake_reader), name=name, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Forward the records already sent, stop the thread and wait until it has ended."""
+        with contextlib.suppress(OSError):  # the thread ended at EOF and closed its end
+            self._wake_writer.send_bytes(b"")
+        self._thread.join()
+        self._wake_writer.close()
 
 
-def _forward(connection: Connection) -> None:
-    with connection:
+def _forward(connection: Connection, wake: Connection) -> None:
+    with connection, wake:
         while True:
-            try:
-                data = connection.recv_bytes()
-            except (EOFError, OSError):  # the worker has exited (or was killed mid-record)
+            if connection not in wait([connection, wake]):
+                # Asked to stop: the worker has exited, so whatever it sent is here already.
+                while connection.poll(0) and _forward_one(connection):
+                    pass
                 return
-            try:
-                record = logging.makeLogRecord(pickle.loads(data))
-            except Exception:
-                continue
-            logger = logging.getLogger(record.name)
-            if logger.isEnabledFor(record.levelno):
-                logger.handle(record)
+            if not _forward_one(connection):
+                return
+
+
+def _forward_one(connection: Connection) -> bool:
+    """Pass one record on; return ``False`` at EOF (the worker exited, or was killed)."""
+    try:
+        data = connection.recv_bytes()
+    except (EOFError, OSError):
+        return False
+    try:
+        record = logging.makeLogRecord(pickle.loads(data))
+    except Exception:  # a record cut short by a kill mid-send
+        return True
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+    return True

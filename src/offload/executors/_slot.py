@@ -14,7 +14,9 @@ import anyio
 
 from .._exceptions import OffloadError
 from . import _worker
-from ._logs import forwarded_level, start_forwarding
+from ._fork_server import temporary_directory
+from ._lifeline import lifeline
+from ._logs import LogForwarder, forwarded_level
 from ._pickling import Outcome
 
 
@@ -35,7 +37,7 @@ class Slot:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._process: BaseProcess | None = None
-        self._log_thread: threading.Thread | None = None
+        self._logs: LogForwarder | None = None
         self.pid: int | None = None
         self.exitcode: int | None = None
         self.tasks = 0
@@ -64,7 +66,12 @@ class Slot:
                     1,
                     mp_context=self._context,
                     initializer=_worker.initialize,
-                    initargs=(writer, forwarded_level()),
+                    initargs=(
+                        writer,
+                        forwarded_level(),
+                        lifeline(),
+                        temporary_directory(self._context),
+                    ),
                 )
                 try:
                     ready = pool.submit(os.getpid)  # starts the worker process now
@@ -79,7 +86,7 @@ class Slot:
                 writer.close()
             self._pool, self._process = pool, _only_process(pool)
             self.pid = self._process.pid if self._process is not None else None
-            self._log_thread = start_forwarding(reader, f"offload-worker-logs-{self.pid}")
+            self._logs = LogForwarder(reader, f"offload-worker-logs-{self.pid}")
             self.tasks = 0
             self.exitcode = None
             return ready
@@ -106,33 +113,43 @@ class Slot:
         return self._pool.submit(_worker.run_payload, payload)
 
     def kill(self) -> None:
-        """Kill the worker at once (SIGKILL): the only way to stop code that does not yield."""
+        """Kill the worker and every process its task started, at once (SIGKILL): the only
+        way to stop code that does not yield."""
         with self._lock:
-            if self._process is not None:
-                self._process.kill()
-            elif self.pid is not None and self._pool is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
+            if self._pool is not None:
+                self._kill_group()
 
     def retire(self) -> None:
-        """Shut the worker down (or collect it, if it died) and wait until it is gone.
+        """Shut the worker down (or collect it, if it died) and wait until it is gone, with
+        every process its tasks started.
 
         Sets :attr:`exitcode`. The slot then has no worker until the next :meth:`spawn`.
         """
         with self._lock:
-            pool, process, log_thread = self._pool, self._process, self._log_thread
+            pool, process, logs = self._pool, self._process, self._logs
             if pool is None:
                 return
-            self._pool = self._process = self._log_thread = None
+            self._pool = self._process = self._logs = None
+            if process is not None and not process.is_alive():
+                # Crashed or killed: what its task started may still hold the pool's pipes.
+                self._kill_group()
             # A live worker finishes its current task first; a dead one is only collected.
             pool.shutdown(wait=True, cancel_futures=True)
             if process is not None:
                 process.join()
                 self.exitcode = process.exitcode
-            if log_thread is not None:
-                # EOF comes once the worker is gone; the bound only guards against a copy of
-                # the pipe leaked into another child by the "fork" start method.
-                log_thread.join(timeout=5)
+            self._kill_group()  # what its tasks left running
+            if logs is not None:
+                logs.close()
+
+    def _kill_group(self) -> None:
+        # The worker leads a process group of its own (see _worker.initialize), which the
+        # kernel keeps, under the worker's pid, while any of its members lives.
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        if self._process is not None:  # not yet in its group, if it was still starting
+            self._process.kill()
 
 
 def _only_process(pool: ProcessPoolExecutor) -> BaseProcess | None:

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import io
 import logging
+import os
 import pickle
 import signal
 import sys
@@ -14,15 +15,25 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ._lifeline import watch
 from ._logs import PipeHandler
 from ._pickling import Outcome
 
 
-def initialize(log_connection: Connection, log_level: int) -> None:
-    """Set up a fresh worker: its output is line-buffered, its log records go to the parent,
-    and it ignores Ctrl-C."""
-    # A terminal's Ctrl-C reaches the whole process group. The server handles it by draining
-    # its tasks, so a worker must not die of it mid-task; the parent stops workers itself.
+def initialize(
+    log_connection: Connection, log_level: int, lifeline: Connection, leftovers: str | None
+) -> None:
+    """Set up a fresh worker: it leads a process group of its own and stops with the server,
+    its output is line-buffered, its log records go to the parent, and it ignores Ctrl-C.
+
+    :param leftovers: what the worker removes if the server dies (see :func:`watch`)
+    """
+    # A group of its own, so that killing the group stops the processes a task started too
+    # (its subprocesses and multiprocessing children), not only the worker.
+    os.setpgid(0, 0)
+    watch(lifeline, leftovers)
+    # The server handles Ctrl-C by draining its tasks, so a worker must not die of it
+    # mid-task (in its own group, a terminal's Ctrl-C no longer reaches it; a kill may).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A task's output then reaches the parent's terminal as it is written, not at exit.
     for stream in (sys.stdout, sys.stderr):

@@ -16,7 +16,9 @@ import anyio.to_thread
 from .._callables import module_name
 from .._config import available_cpus, check_choice, check_int, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed
+from . import _fork_server as fork_server
 from ._base import Executor
+from ._can_start import check_can_start_workers
 from ._futures import wait_future
 from ._pickling import payload_of, unpack_outcome
 from ._slot import Slot
@@ -186,6 +188,7 @@ class ProcessExecutor(Executor):
         with self._lifecycle:
             if self._queue is not None:
                 return
+            check_can_start_workers()
             context = self._context()
             slots = [Slot(context) for _ in range(self.workers)]
             try:
@@ -211,6 +214,9 @@ class ProcessExecutor(Executor):
                     slot.kill()
             for slot in slots:
                 slot.retire()
+            if self.start_method == "forkserver":
+                # Started again, with the modules seen by then preloaded, by the next start.
+                fork_server.stop()
 
     def _context(self) -> BaseContext:
         context = multiprocessing.get_context(self.start_method)
