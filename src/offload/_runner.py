@@ -269,6 +269,9 @@ async def _attempt(
 ) -> Exception | None:
     """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time).
 
+    The executor's :meth:`~offload.Executor.explain_timeout` may end the :exc:`TaskTimeout`
+    message (the thread executor's says which hung tasks held the thread limit).
+
     A task's ``SystemExit``, ``KeyboardInterrupt`` (or any other exception that is not an
     :exc:`Exception`) comes back as an :exc:`OffloadError`: raised on, it would stop the
     server (or the event loop) for the sake of one background task, which nobody could tell
@@ -287,10 +290,12 @@ async def _attempt(
     except BaseException as exc:
         return _exit_as_failure(task, exc)
     if scope.cancelled_caught:
-        return TaskTimeout(
+        message = (
             f"background task {task.name!r} timed out after {time_limit}s "
             f"on the {executor.name} executor"
         )
+        reason = executor.explain_timeout(task)
+        return TaskTimeout(f"{message}: {reason}" if reason else message)
     return None
 
 

@@ -53,6 +53,11 @@ class Executor(ABC):
     async def run(self, task: BackgroundTask) -> Any:
         """Run ``task`` once and return its result, raising what it raised."""
 
+    def explain_timeout(self, task: BackgroundTask) -> str | None:
+        """Say why ``task``'s last run here ran out of time, if the executor knows more than
+        the timeout itself; the runner ends the :exc:`TaskTimeout` message with it."""
+        return None
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
