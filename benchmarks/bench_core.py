@@ -119,7 +119,7 @@ async def measure_asgi() -> dict[str, Row]:
             "thread dispatch of 1 task",
             hops["offload thread"],
             hops["anyio.to_thread.run_sync"],
-            limit=1.10,
+            limit=1.05,
         ),
     }
 

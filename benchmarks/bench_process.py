@@ -128,7 +128,7 @@ async def measure() -> list[Row]:
             "process round trip of 1 trivial task",
             trips["offload process"],
             trips["raw run_in_executor"],
-            limit=1.15,
+            limit=1.10,
         ),
         Row(
             f"{CPU_TASKS} CPU tasks of ~{CPU_SECONDS * 1e3:.0f} ms, {WORKERS} workers "

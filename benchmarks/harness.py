@@ -46,6 +46,19 @@ class Figure:
         )
 
 
+@dataclass(frozen=True)
+class Rate(Figure):
+    """A figure sampled as seconds per item (a list, a request) and shown as items per second.
+
+    Its median, and so its ratio to an anchor, stays in seconds per item: lower is better,
+    as in every other row.
+    """
+
+    def spread(self, scale: float, unit: str) -> str:
+        rates = [scale / sample for sample in self.samples]
+        return f"{statistics.median(rates):,.0f} {unit} ({min(rates):,.0f}-{max(rates):,.0f})"
+
+
 async def interleaved(
     variants: Mapping[str, Callable[[], Awaitable[float]]], rounds: int
 ) -> dict[str, Figure]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bench_core  # this folder is on sys.path when the script runs
 import bench_e2e
+import bench_lists
 import bench_process
 import harness
 
@@ -41,7 +42,12 @@ def optional_dask() -> tuple[Callable[[], object] | None, str]:
 
 def run_all() -> tuple[list[harness.Table], list[str]]:
     """Run the benchmarks; return their tables and notes on any that did not run."""
-    benchmarks: list[Callable[[], object]] = [bench_core.main, bench_process.main, bench_e2e.main]
+    benchmarks: list[Callable[[], object]] = [
+        bench_core.main,
+        bench_lists.main,
+        bench_process.main,
+        bench_e2e.main,
+    ]
     dask, note = optional_dask()
     notes = [note] if note else []
     if dask is not None:
