@@ -5,7 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from offload import _runtime
+from offload import _default
+from offload._runtime import entered_runtime
 from offload.executors import _registry
 
 pytest_plugins = ["pytester"]
@@ -21,14 +22,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def _isolated_offload() -> Iterator[None]:
     """Give each test a fresh default runtime and registry, whatever the last test did."""
     factories = dict(_registry._factories)
-    _runtime._default = None
-    _runtime._default_config = None
+    _default.reset()
     yield
-    assert not _runtime._entered, "a test left a Runtime entered"
+    assert entered_runtime() is None, "a test left a Runtime entered"
     _registry._factories.clear()
     _registry._factories.update(factories)
-    if _runtime._default is not None:
-        _runtime._close_at_exit([_runtime._default])  # stop any pool the test's tasks started
-    _runtime._default = None
+    _default.reset()  # stops any pool the test's tasks started
     assert multiprocessing.active_children() == [], "a test left worker processes alive"
-    _runtime._default_config = None

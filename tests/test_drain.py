@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from offload import BackgroundTasks, OffloadConfig, OffloadError, Runtime
-from offload._runtime import current_runtime
+from offload._default import current_runtime
 
 pytestmark = pytest.mark.anyio
 

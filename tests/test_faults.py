@@ -34,7 +34,7 @@ from offload import (
     Runtime,
     TaskTimeout,
     WorkerCrashed,
-    _runtime,
+    _default,
 )
 from offload.starlette import PlainTextResponse
 from processes import pid_exists
@@ -48,9 +48,7 @@ asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 def _nothing_leaked() -> Iterator[None]:
     """Fail a test that leaves a worker process, or a thread of offload or uvicorn, alive."""
     yield
-    if _runtime._default is not None:  # closed here, before the check, not after it
-        _runtime._close_at_exit([_runtime._default])
-        _runtime._default = None
+    _default.reset()  # the default runtime is closed here, before the check, not after it
     assert multiprocessing.active_children() == []
     deadline = time.monotonic() + 10
     while (leftover := ours()) and time.monotonic() < deadline:

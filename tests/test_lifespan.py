@@ -17,13 +17,15 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import offload
-from offload import BackgroundTasks, OffloadConfig, _runtime
-from offload._runtime import current_runtime
+from offload import BackgroundTasks, OffloadConfig
+from offload._default import current_runtime
+from offload._runtime import entered_runtime
 
 
 def runtime_config() -> OffloadConfig | None:
     """The config of the entered runtime, or None when none is entered."""
-    return _runtime._entered[-1].config if _runtime._entered else None
+    runtime = entered_runtime()
+    return runtime.config if runtime is not None else None
 
 
 @pytest.mark.anyio

@@ -245,7 +245,7 @@ def test_offload_config_can_be_overridden_in_a_conftest(app: pytest.Pytester) ->
     app.makepyfile(
         """
         import offload
-        from offload._runtime import current_runtime
+        from offload._default import current_runtime
 
         def test_config(offload_runtime):
             assert current_runtime() is offload_runtime
@@ -259,13 +259,13 @@ def test_offload_config_can_be_overridden_in_a_conftest(app: pytest.Pytester) ->
 def test_the_runtime_is_drained_and_left_at_teardown(app: pytest.Pytester) -> None:
     app.makepyfile(
         """
-        from offload import _runtime
+        from offload._runtime import entered_runtime
 
         def test_one(offload_runtime):
-            assert _runtime._entered == [offload_runtime]
+            assert entered_runtime() is offload_runtime
 
         def test_two():
-            assert _runtime._entered == []
+            assert entered_runtime() is None
         """
     )
     app.runpytest().assert_outcomes(passed=2)

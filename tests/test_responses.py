@@ -173,7 +173,7 @@ def test_executor_name_applies_to_tasks_that_choose_none() -> None:
     task = BackgroundTask(noop).set(executor="theirs", name="chosen")
     response = Response(backgrounds=[BackgroundTask(noop), task], executor="mine")
     assert recorders["mine"].prepared == ["noop"]  # checked while the endpoint runs
-    assert response.background.choose(response.background.tasks[0]) == "mine"
+    assert response.background.tasks[0].runs_on == "mine"
 
 
 @pytest.mark.anyio

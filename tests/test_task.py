@@ -128,7 +128,7 @@ def test_a_coroutine_object_is_refused_everywhere_a_task_is_made() -> None:
 
 @pytest.mark.parametrize("junk", [42, "send", None])
 def test_a_non_callable_is_refused(junk: object) -> None:
-    with pytest.raises(TypeError, match=f"needs a callable, got {junk!r}"):
+    with pytest.raises(TypeError, match=f"needs a callable, got a {type(junk).__name__}$"):
         BackgroundTasks().add_task(junk)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,9 @@
 """offload: run a response's background tasks on the executor each one needs."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import OffloadConfig
+from ._default import configure
 from ._exceptions import (
     ConfigError,
     ExecutorNotFound,
@@ -13,16 +16,12 @@ from ._exceptions import (
 from ._lifespan import lifespan
 from ._options import task_options
 from ._report import TaskReport
-from ._runtime import Runtime, configure
+from ._runtime import Runtime
 from ._task import BackgroundTask, BackgroundTasks
-from .executors import (
-    Executor,
-    InlineExecutor,
-    PoolExecutor,
-    ProcessExecutor,
-    ThreadExecutor,
-    register_executor,
-)
+from .executors import Executor, InlineExecutor, ThreadExecutor, register_executor
+
+if TYPE_CHECKING:
+    from .executors import PoolExecutor, ProcessExecutor
 
 __all__ = [
     "BackgroundTask",
@@ -47,3 +46,12 @@ __all__ = [
     "register_executor",
     "task_options",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The process and pool executors import multiprocessing: only when first asked for.
+    if name in ("PoolExecutor", "ProcessExecutor"):
+        from . import executors
+
+        return getattr(executors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
-import multiprocessing
 import os
 import sys
 import warnings
@@ -13,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from ._checks import check_choice, check_int, check_number, check_timeout
 from ._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -28,6 +27,11 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+def start_methods() -> tuple[str, ...]:
+    """Return the multiprocessing start methods of this platform, without importing it."""
+    return ("spawn",) if sys.platform == "win32" else ("fork", "spawn", "forkserver")
 
 
 def default_start_method() -> str:
@@ -84,17 +88,17 @@ class OffloadConfig:
         check_choice("concurrency", self.concurrency, get_args(Concurrency))
         check_int("thread_limit", self.thread_limit)
         check_int("process_workers", self.process_workers)
-        check_choice("start_method", self.start_method, multiprocessing.get_all_start_methods())
+        check_choice("start_method", self.start_method, start_methods())
         if not isinstance(self.preload, tuple) or not all(isinstance(m, str) for m in self.preload):
             raise ConfigError(f"preload must be a tuple of module names, got {self.preload!r}")
         check_int("max_tasks_per_child", self.max_tasks_per_child, optional=True)
         check_timeout("task_timeout", self.task_timeout)
         check_int("retries", self.retries, minimum=0)
-        _check_number("retry_backoff", self.retry_backoff, minimum=0)
+        check_number("retry_backoff", self.retry_backoff, minimum=0)
         if not isinstance(self.detach, bool):
             raise ConfigError(f"detach must be True or False, got {self.detach!r}")
         check_int("max_pending", self.max_pending, optional=True)
-        _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
+        check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
         if self.on_report is not None and not callable(self.on_report):
             raise ConfigError(f"on_report must be a callable or None, got {self.on_report!r}")
         if self.dask_address is not None and not _is_address(self.dask_address):
@@ -241,38 +245,9 @@ def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
-def check_choice(name: str, value: object, choices: tuple[str, ...] | list[str]) -> None:
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{name} must be one of {options}, got {value!r}")
-
-
-def check_timeout(name: str, value: object) -> None:
-    if value is not None and (not _is_number(value) or value <= 0):  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a finite number of seconds > 0, or None, got {value!r}")
-
-
 def _is_address(value: object) -> bool:
     # Loose on purpose: Dask knows its schemes (tcp, tls, ucx, inproc); this catches blanks.
     return isinstance(value, str) and ":" in value and not any(c.isspace() for c in value)
-
-
-def _is_number(value: object) -> bool:
-    # NaN and infinity are floats too, but no timeout or delay can be made of them.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_int(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        none = ", or None" if optional else ""
-        raise ConfigError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
-
-
-def _check_number(name: str, value: object, *, minimum: float) -> None:
-    if not _is_number(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value!r}")
 
 
 # How a string value (from the environment or a config file) becomes a field's value.

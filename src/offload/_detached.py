@@ -23,10 +23,11 @@ import contextvars
 import logging
 import math
 import threading
-from collections.abc import Callable, Coroutine, Hashable
+import weakref
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -35,13 +36,6 @@ from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .executors._futures import wait_future
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from ._runner import TaskRun
-    from ._runtime import Runtime
-    from ._task import BackgroundTask
 
 T = TypeVar("T", bound=Hashable)
 
@@ -194,22 +188,52 @@ class Supervisor(Generic[T]):
             self._group.cancel_scope.cancel()
 
 
+class Named(Protocol):
+    """A task, as far as naming it in the log goes."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Run(Protocol):
+    """A task list's run, as the runtime that tracks, drains and cancels it sees it."""
+
+    @property
+    def on_error(self) -> str:
+        """The run's error policy."""
+        ...
+
+    async def execute(self, *, detached: bool = False) -> None:
+        """Run the tasks; raise what the error policy says to raise."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel the run from any thread."""
+        ...
+
+    def unfinished(self) -> list[str]:
+        """Return the names of the tasks that have not ended yet."""
+        ...
+
+
 class Ticket:
     """A detached task list's place among a runtime's pending work, from the endpoint that
     scheduled it until its last task ends: what ``max_pending`` counts, and what a closing
     runtime waits for and names.
 
+    :param release: the runtime's way to stop counting the ticket; ``False`` if it already has
+    :param tasks: the list's tasks, named if the list never runs
     :ivar run: the run handed over, once the list's response has been sent
     :ivar on_end: called with the run once it has ended
     """
 
-    __slots__ = ("on_end", "run", "runtime", "tasks")
+    __slots__ = ("on_end", "release", "run", "tasks")
 
-    def __init__(self, runtime: Runtime, tasks: Sequence[BackgroundTask]) -> None:
-        self.runtime = runtime
+    def __init__(self, release: Callable[[Ticket], bool], tasks: Sequence[Named]) -> None:
+        self.release = release
         self.tasks = tasks
-        self.run: TaskRun | None = None
-        self.on_end: Callable[[TaskRun], None] | None = None
+        self.run: Run | None = None
+        self.on_end: Callable[[Run], None] | None = None
 
     def unfinished(self) -> list[str]:
         """Return the names of the list's tasks that have not ended yet."""
@@ -219,14 +243,43 @@ class Ticket:
 
     def end(self) -> None:
         """Stop counting the list as pending (once; later calls do nothing)."""
-        if self.runtime._release(self) and self.run is not None and self.on_end is not None:
+        if self.release(self) and self.run is not None and self.on_end is not None:
             self.on_end(self.run)
 
     def abandon(self) -> None:
         """End a list garbage collected before it was handed over, naming its tasks in a
         warning: its response was never sent, so its tasks never ran."""
-        if self.runtime._release(self) and self.run is None:
+        if self.release(self) and self.run is None:
             logger.warning(
                 "Detached background tasks %s were never run: their response was not sent",
                 ", ".join(task.name for task in self.tasks),
             )
+
+
+R = TypeVar("R")
+
+
+class Reservation(Generic[R]):
+    """A detached list's ticket, from the list's first task until the list is handed over.
+
+    A list whose response is never sent is never awaited: if it is garbage collected while
+    it holds a ticket, its place must not stay taken, and its tasks must not vanish unnamed,
+    so the ticket is then abandoned (see :meth:`Ticket.abandon`).
+
+    :param owner: the task list; the reservation ends with it
+    :param runtime: the runtime the ticket is from
+    :param ticket: the list's ticket
+    """
+
+    __slots__ = ("_abandon", "runtime", "ticket")
+
+    def __init__(self, owner: object, runtime: R, ticket: Ticket) -> None:
+        self.runtime = runtime
+        self.ticket = ticket
+        self._abandon = weakref.finalize(owner, ticket.abandon)
+        self._abandon.atexit = False
+
+    def take(self) -> Ticket:
+        """Take the ticket out, to hand the list over or to end it: it is no longer abandoned."""
+        self._abandon.detach()
+        return self.ticket

@@ -1,4 +1,5 @@
-"""Per-task options, and the decorator that gives a function default ones."""
+"""Per-task options, the decorator that gives a function default ones, and how the executor
+of one task is chosen from them."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ._callables import unwrap
-from ._config import check_int, check_timeout
+from ._checks import check_int, check_timeout
 from .executors._base import Executor
-from .executors._registry import check_executor_name
+from .executors._registry import AUTO, check_executor_name
 
 F = TypeVar("F", bound=Callable[..., object])
+T = TypeVar("T")
 
 #: An executor chosen by registered name or given as an instance.
 ExecutorSpec = str | Executor
@@ -94,3 +96,37 @@ def function_options(func: Callable[..., object]) -> TaskOptions:
     """Return the ``@task_options`` defaults of ``func`` (looking through partials)."""
     options = getattr(unwrap(func), _ATTRIBUTE, NO_OPTIONS)
     return options if isinstance(options, TaskOptions) else NO_OPTIONS
+
+
+def resolve_executor(
+    explicit: ExecutorSpec | None, chosen: ExecutorSpec | None, default: str, is_async: bool
+) -> ExecutorSpec:
+    """Choose the executor of one task, most specific first.
+
+    :param explicit: the task's own (``task.set``), else its function's (``@task_options``)
+    :param chosen: what the task list chose for it (a name, an instance, or a chooser's answer)
+    :param default: the config's ``executor``
+    :param is_async: whether the task's function is a coroutine function, for ``"auto"``
+    """
+    spec = explicit if explicit is not None else chosen if chosen is not None else default
+    if spec == AUTO:  # Starlette's behaviour: coroutine functions on the loop, the rest in threads
+        return "inline" if is_async else "thread"
+    return spec
+
+
+def checked_choice(chooser: Callable[[T], object], task: T, name: str) -> ExecutorSpec | None:
+    """Call a list's executor chooser with ``task``, and check that it chose an executor.
+
+    :param name: the task's name, for the message
+    :raises TypeError: if the chooser returned neither a name, an executor nor ``None``
+    :raises ExecutorNotFound: if it returned an unknown name
+    """
+    spec = chooser(task)
+    try:
+        check_executor_spec(spec)
+    except TypeError:
+        raise TypeError(
+            f"executor chooser {chooser!r} returned {spec!r} for task {name!r}; "
+            "a chooser must return an executor name, an offload.Executor or None"
+        ) from None
+    return spec  # type: ignore[return-value]

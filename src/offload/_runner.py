@@ -1,4 +1,4 @@
-"""TaskRun: runs a task list — executor resolution, order, error policy, timeouts, reports."""
+"""TaskRun: runs a resolved task list — order, error policy, timeouts, retries, reports."""
 
 from __future__ import annotations
 
@@ -7,62 +7,73 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
+from ._call import Call
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
+from ._options import ExecutorSpec, resolve_executor
 from ._report import Status, TaskReport
-from ._resolution import resolve
-from ._runtime import current_runtime
 
 if TYPE_CHECKING:
     from ._config import Concurrency, OnError
-    from ._options import ExecutorSpec
     from ._runtime import Runtime
-    from ._task import BackgroundTask
-    from .executors import Executor
+    from .executors._base import Executor
 
 logger = logging.getLogger("offload")
 
 
-class TaskRun:
-    """One run of a task list with the active runtime.
+class PlannedTask(Call, Protocol):
+    """A task whose executor has been chosen: what the runner needs of it."""
 
-    :param choose: the list's executor for a task (step 3 of the resolution), asked only
-        for the tasks that have no executor of their own
+    @property
+    def runs_on(self) -> ExecutorSpec | None:
+        """The executor chosen for the task, by name or as an instance; ``None`` for the
+        config's."""
+        ...
+
+    @property
+    def timeout(self) -> float | None: ...
+
+    @property
+    def retries(self) -> int | None: ...
+
+
+class TaskRun:
+    """One run of a task list, each task on the executor chosen for it, with one runtime.
+
+    :param runtime: the runtime whose executors run the tasks, and whose config applies
     :param on_error: the error policy; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
-    :param runtime: the runtime to run with; the active one when ``None``
     :ivar reports: after :meth:`run`, one report per task, in task order
     """
 
     def __init__(
         self,
-        tasks: Sequence[BackgroundTask],
+        tasks: Sequence[PlannedTask],
+        runtime: Runtime,
         *,
-        choose: Callable[[BackgroundTask], ExecutorSpec | None] | None = None,
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
-        runtime: Runtime | None = None,
     ) -> None:
-        self.runtime = runtime = runtime or current_runtime()
+        self.runtime = runtime
         self.config = config = runtime.config
         self.tasks = tuple(tasks)
         self.on_error = on_error or config.on_error
         self.concurrency = concurrency or config.concurrency
         self.reports: list[TaskReport] = []
-        # Resolved before anything runs, so a bad choice fails the whole list up front.
+        # Each task's executor was chosen when it joined its list, but for the config's.
+        by_config = {
+            is_async: runtime.executor(resolve_executor(None, None, config.executor, is_async))
+            for is_async in (False, True)
+        }
         self.executors = [
-            resolve(
-                task,
-                choose(task) if choose is not None and task.explicit_executor is None else None,
-                runtime,
-            )
+            by_config[task.is_async] if task.runs_on is None else runtime.executor(task.runs_on)
             for task in self.tasks
         ]
         self._slots: list[TaskReport | None] = [None] * len(self.tasks)
@@ -74,12 +85,9 @@ class TaskRun:
         self._thread = 0
 
     async def run(self) -> None:
-        """Run the tasks, unless the runtime captures task lists (as a test recorder does)."""
-        capture = self.runtime._capture
-        if capture is None:
+        """Run the tasks, unless the runtime intercepts task lists (as a test recorder does)."""
+        if not self.runtime.intercept(self):
             await self.execute()
-        else:
-            capture(self)
 
     async def execute(self, *, detached: bool = False) -> None:
         """Run the tasks, then raise what the error policy says to raise.
@@ -97,7 +105,7 @@ class TaskRun:
         try:
             with anyio.CancelScope() as self._scope:
                 if not detached:
-                    runtime._track(self)
+                    runtime.track(self)
                 try:
                     if self.concurrency == "sequential":
                         run_one = self._run_one
@@ -118,7 +126,7 @@ class TaskRun:
                     raise
                 finally:
                     if not detached:
-                        runtime._untrack(self)
+                        runtime.untrack(self)
         finally:
             self.reports = [
                 slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
@@ -163,8 +171,7 @@ class TaskRun:
                 task_status.started()
                 # A task scheduled in a group that a failure cancelled must not start at all.
                 await anyio.lowlevel.checkpoint_if_cancelled()
-            if executor not in self.runtime._started:
-                await self.runtime._ensure_started(executor)
+            await self.runtime.ensure_started(executor)
             while True:
                 attempts += 1
                 error = await _attempt(task, executor, timeout)
@@ -243,7 +250,7 @@ class TaskRun:
                 ", ".join(unfinished), len(unfinished),
             )  # fmt: skip
 
-    def _log_failure(self, task: BackgroundTask, executor: Executor, error: BaseException) -> None:
+    def _log_failure(self, task: PlannedTask, executor: Executor, error: BaseException) -> None:
         if isinstance(error, TaskTimeout):
             logger.error("Background task %r timed out: %s", task.name, error)
         else:
@@ -264,9 +271,7 @@ class TaskRun:
             )
 
 
-async def _attempt(
-    task: BackgroundTask, executor: Executor, time_limit: float | None
-) -> Exception | None:
+async def _attempt(task: Call, executor: Executor, time_limit: float | None) -> Exception | None:
     """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time).
 
     The executor's :meth:`~offload.Executor.explain_timeout` may end the :exc:`TaskTimeout`
@@ -299,7 +304,7 @@ async def _attempt(
     return None
 
 
-def _exit_as_failure(task: BackgroundTask, exc: BaseException) -> OffloadError:
+def _exit_as_failure(task: Call, exc: BaseException) -> OffloadError:
     said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     error = OffloadError(
         f"background task {task.name!r} raised {said}; a task cannot stop the server, "

@@ -1,32 +1,24 @@
-"""Runtime: owns the executors, and knows which runtime a task list runs with."""
+"""Runtime: owns the executors, tracks the task lists in flight, and drains them at exit."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 
 import anyio
-from anyio.lowlevel import current_token
 
 from ._config import OffloadConfig
-from ._detached import Supervisor, Ticket
+from ._detached import Named, Run, Supervisor, Ticket
 from ._exceptions import OffloadError, Overloaded
 from ._options import ExecutorSpec
 from .executors._base import Executor
 from .executors._futures import wait_future
 from .executors._registry import AUTO, check_executor_name, create_executor
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
-
-    from ._runner import TaskRun
-    from ._task import BackgroundTask
 
 logger = logging.getLogger("offload")
 
@@ -74,6 +66,8 @@ class Runtime:
     executors and their worker processes. Once closed, it starts no executor until it is
     entered again: a task list still running with it fails with :exc:`OffloadError`.
 
+    :param config: the config its task lists run with; the default config when ``None``
+        (see :func:`~offload.configure`), else one read from ``OFFLOAD_*`` variables
     :raises ExecutorNotFound: on entry, if ``config.executor`` is not registered
     """
 
@@ -84,7 +78,7 @@ class Runtime:
         self._executors: dict[str, Executor] = {}
         self._started: dict[Executor, None] = {}  # an ordered set: closed in reverse order
         # Ordered sets, so that a drain names abandoned tasks in the order they were scheduled.
-        self._runs: dict[TaskRun, None] = {}  # task lists running in place, in their callers' tasks
+        self._runs: dict[Run, None] = {}  # task lists running in place, in their callers' tasks
         # Detached lists, from the endpoint that scheduled them until their last task ends.
         self._tickets: dict[Ticket, None] = {}
         # Reentrant: a ticket's finalizer may run (garbage collection) while the lock is held.
@@ -92,8 +86,7 @@ class Runtime:
         self._state: State = "idle"
         self._supervisor: Supervisor[Ticket] | None = None
         self._idle: Future[None] | None = None  # set once nothing runs, while closing
-        # When set, task lists are handed to it instead of run (the pytest plugin's recorder).
-        self._capture: Callable[[TaskRun], None] | None = None
+        self._interceptor: Callable[[Run], None] | None = None
 
     @property
     def config(self) -> OffloadConfig:
@@ -113,7 +106,12 @@ class Runtime:
         except KeyError:
             return self._executors.setdefault(spec, create_executor(spec, self._config))
 
-    async def _ensure_started(self, executor: Executor) -> None:
+    @property
+    def started(self) -> bool:
+        """Whether this runtime has started an executor it has not closed yet."""
+        return bool(self._started)
+
+    async def ensure_started(self, executor: Executor) -> None:
         """Start ``executor`` unless this runtime already has; it is closed with the runtime.
 
         :raises OffloadError: if this runtime is closed
@@ -135,17 +133,31 @@ class Runtime:
                 "run task lists while the runtime is entered, or enter it again"
             )
 
-    def _track(self, run: TaskRun) -> None:
-        """Count an in-place ``run`` as in flight until :meth:`_untrack`: a drain waits for
+    def set_interceptor(self, interceptor: Callable[[Run], None] | None) -> None:
+        """Hand every task list run with this runtime to ``interceptor`` instead of running
+        it, until set back to ``None``: the seam a test recorder plugs into."""
+        self._interceptor = interceptor
+
+    def intercept(self, run: Run) -> bool:
+        """Hand ``run`` to the interceptor, if one is set; return whether it took the run."""
+        interceptor = self._interceptor
+        if interceptor is None:
+            return False
+        interceptor(run)
+        return True
+
+    def track(self, run: Run) -> None:
+        """Count an in-place ``run`` as in flight until :meth:`untrack`: a drain waits for
         it, and cancels it if it outlives the drain."""
         self._runs[run] = None
 
-    def _untrack(self, run: TaskRun) -> None:
+    def untrack(self, run: Run) -> None:
+        """Stop counting ``run`` as in flight: it has ended."""
         self._runs.pop(run, None)
         if self._idle is not None:
             self._notify_if_idle()
 
-    def _check_detach(self, source: str = "detach=True") -> None:
+    def check_detach(self, source: str = "detach=True") -> None:
         """Check that this runtime takes detached task lists now.
 
         :param source: where the detach setting came from, for the message
@@ -163,7 +175,7 @@ class Runtime:
                 "code inside `async with offload.Runtime(config):`"
             )
 
-    def _reserve(self, tasks: Sequence[BackgroundTask]) -> Ticket:
+    def reserve(self, tasks: Sequence[Named]) -> Ticket:
         """Count a detached task list as pending, from now until its last task ends.
 
         Called while the endpoint still runs, so that a full runtime says so before the
@@ -174,7 +186,7 @@ class Runtime:
         :raises OffloadError: if the runtime is not entered, or is shutting down
         """
         with self._lock:
-            self._check_detach()
+            self.check_detach()
             limit = self._config.max_pending
             if limit is not None and len(self._tickets) >= limit:
                 raise Overloaded(
@@ -182,11 +194,11 @@ class Runtime:
                     "lists pending or running), so no more can be scheduled; answer 503 "
                     "Service Unavailable so the client retries later, or raise max_pending"
                 )
-            ticket = Ticket(self, tasks)
+            ticket = Ticket(self._release, tasks)
             self._tickets[ticket] = None
             return ticket
 
-    def _submit(self, ticket: Ticket, run: TaskRun) -> None:
+    def submit(self, ticket: Ticket, run: Run, tasks: Sequence[Named]) -> None:
         """Hand ``run``, reserved by ``ticket``, to the supervisor; it runs on this runtime's
         event loop.
 
@@ -199,7 +211,7 @@ class Runtime:
                 ticket.end()
                 raise OffloadError(
                     f"the offload Runtime closed before the detached tasks "
-                    f"{[task.name for task in run.tasks]!r} were handed to it, so they did "
+                    f"{[task.name for task in tasks]!r} were handed to it, so they did "
                     "not run; schedule detached tasks only while the runtime is entered"
                 )
         try:
@@ -208,11 +220,11 @@ class Runtime:
             ticket.end()
             raise OffloadError(
                 "the event loop of the offload Runtime has ended without closing the runtime, "
-                f"so the detached tasks {[task.name for task in run.tasks]!r} cannot run"
+                f"so the detached tasks {[task.name for task in tasks]!r} cannot run"
             ) from None
 
     def _release(self, ticket: Ticket) -> bool:
-        """Stop counting a detached list as pending (its ticket's :meth:`~Ticket.end` does).
+        """Stop counting a detached list as pending (its ticket's :meth:`~Ticket.end` asks).
 
         :return: whether it was still counted: ``False`` once released already
         """
@@ -240,7 +252,7 @@ class Runtime:
             logger.error(
                 "Detached background tasks %s ended with %r, which on_error=%r raises; it is "
                 "only logged, since no caller is left to receive it",
-                ", ".join(task.name for task in run.tasks), exc, run.on_error,
+                ", ".join(task.name for task in ticket.tasks), exc, run.on_error,
             )  # fmt: skip
         finally:
             ticket.end()
@@ -274,7 +286,7 @@ class Runtime:
                 used += ("process",)
             for name in dict.fromkeys(used):
                 if name != AUTO:
-                    await self._ensure_started(self.executor(name))
+                    await self.ensure_started(self.executor(name))
             supervisor = Supervisor(self._run_detached, Ticket.end, self._abandoned)
             await supervisor.start()
         except BaseException:
@@ -295,19 +307,19 @@ class Runtime:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, drain_timeout: float | None = None) -> None:
         """Drain, stop being the active runtime, and close the executors.
 
-        Draining stops the intake of detached task lists, waits up to ``shutdown_timeout``
-        for every task list still pending or running, then cancels the lists left and logs
-        each task it had to abandon by name. While it drains, this runtime is still the one
-        task lists use, so an in-place list started meanwhile gets working executors.
+        Draining stops the intake of detached task lists, waits up to ``drain_timeout``
+        (``shutdown_timeout`` by default) for every task list still pending or running, then
+        cancels the lists left and logs each task it had to abandon by name. While it drains,
+        this runtime is still the one task lists use, so an in-place list started meanwhile
+        gets working executors.
 
         Shielded from cancellation: a cancelled caller still gets the executors closed.
         """
-        await self._close(drain_timeout=self._config.shutdown_timeout)
-
-    async def _close(self, *, drain_timeout: float) -> None:
+        if drain_timeout is None:
+            drain_timeout = self._config.shutdown_timeout
         with anyio.CancelScope(shield=True):
             try:
                 await self._drain(drain_timeout)
@@ -333,7 +345,7 @@ class Runtime:
                 runs, tickets = [*self._runs], [*self._tickets]
                 supervisor, self._supervisor = self._supervisor, None
                 self._state = "closed"
-            unfinished: list[TaskRun | Ticket] = [*runs, *tickets]
+            unfinished: list[Run | Ticket] = [*runs, *tickets]
             abandoned = [name for run in unfinished for name in run.unfinished()]
             if abandoned:
                 logger.error(
@@ -378,77 +390,20 @@ class Runtime:
 
 
 _entered: list[Runtime] = []  # process-wide, innermost last: see Runtime
-_default: Runtime | None = None
 _default_config: OffloadConfig | None = None
-_to_close_at_exit: list[Runtime] = []
-_lock = threading.Lock()
 
 
-def current_runtime() -> Runtime:
-    """Return the runtime task lists use now: the innermost entered runtime, else the
-    default one (created on first use).
-
-    Process-wide, not per thread or event loop: a runtime entered on one loop (a lifespan
-    run by a test client's portal, say) is the one a task list made on another uses.
-    """
-    if _entered:
-        return _entered[-1]
-    return _default or _create_default()
-
-
-def configure(config: OffloadConfig) -> None:
-    """Set the config of the default runtime, used wherever no :class:`Runtime` is entered.
-
-    Call it at start-up. A default runtime already in use is replaced, and closed: at once
-    when no event loop runs in this thread (draining its tasks in flight elsewhere, up to
-    its ``shutdown_timeout``), else at interpreter exit, with a warning.
-    """
-    global _default, _default_config
-    if not isinstance(config, OffloadConfig):
-        raise TypeError(f"configure() needs an OffloadConfig, got {config!r}")
-    with _lock:
-        _default_config = config
-        replaced, _default = _default, None
-    if replaced is not None:
-        _close_replaced(replaced)
+def entered_runtime() -> Runtime | None:
+    """Return the innermost runtime entered and not yet closed, on any thread or loop."""
+    return _entered[-1] if _entered else None
 
 
 def default_config() -> OffloadConfig:
-    """Return the config given to :func:`configure`, else one read from ``OFFLOAD_*``."""
+    """Return the config given to :func:`~offload.configure`, else one read from ``OFFLOAD_*``."""
     return _default_config if _default_config is not None else OffloadConfig.from_env()
 
 
-def _create_default() -> Runtime:
-    global _default
-    with _lock:
-        if _default is None:
-            _default = Runtime()
-            _to_close_at_exit.append(_default)
-        return _default
-
-
-def _close_replaced(runtime: Runtime) -> None:
-    if not runtime._started:
-        return  # nothing to close; it is still closed at exit should it start something
-    try:
-        current_token()
-    except RuntimeError:  # no event loop runs in this thread: closing it here blocks nothing
-        anyio.run(partial(runtime._close, drain_timeout=runtime.config.shutdown_timeout))
-        with contextlib.suppress(ValueError):
-            _to_close_at_exit.remove(runtime)
-        return
-    logger.warning(
-        "configure() replaced the default offload runtime while an event loop runs in this "
-        "thread, so the old one cannot be closed now; it is closed at exit. Call configure() "
-        "at start-up, before any task runs"
-    )
-
-
-def _close_at_exit(runtimes: Iterable[Runtime] = _to_close_at_exit) -> None:
-    for runtime in runtimes:
-        if runtime._started:
-            # No event loop outlives the program, so there is nothing left to wait for.
-            anyio.run(partial(runtime._close, drain_timeout=0))
-
-
-atexit.register(_close_at_exit)
+def set_default_config(config: OffloadConfig | None) -> None:
+    """Make ``config`` what :func:`default_config` returns; ``None`` reads ``OFFLOAD_*`` again."""
+    global _default_config
+    _default_config = config

@@ -1,30 +1,35 @@
-"""BackgroundTask and BackgroundTasks: drop-ins for Starlette's, with per-task options."""
+"""BackgroundTask and BackgroundTasks: drop-ins for Starlette's, with per-task options.
+
+A task's executor is chosen once, when the task joins a list (or gets its own executor), and
+checked there (a process executor pickles it), while the endpoint still runs. Running a list
+then only looks each chosen executor up in the runtime.
+"""
 
 from __future__ import annotations
 
-import inspect
-import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, get_args
+from typing import Any, ParamSpec, Self, TypeAlias, get_args
 
+from ._call import call_sync
 from ._callables import callable_name, is_async_callable
-from ._config import Concurrency, OnError, check_choice
+from ._checks import check_callable, check_choice
+from ._config import Concurrency, OnError
+from ._default import current_runtime
+from ._detached import Reservation
+from ._foreign import task_list_items, unpack
 from ._options import (
     NO_OPTIONS,
     ExecutorSpec,
     TaskOptions,
     check_executor_spec,
+    checked_choice,
     function_options,
+    resolve_executor,
 )
 from ._report import TaskReport
-from ._resolution import ExecutorChoice, checked_choice, prepare
 from ._runner import TaskRun
-from ._runtime import current_runtime
+from ._runtime import Runtime
 from .executors._base import Executor
-
-if TYPE_CHECKING:
-    from ._detached import Ticket
-    from ._runtime import Runtime
 
 P = ParamSpec("P")
 
@@ -36,22 +41,40 @@ class BackgroundTask:
     coroutine function on the event loop, anything else in a thread, unless an executor
     is chosen with :meth:`set`, ``@task_options`` or the config.
 
+    :ivar runs_on: the executor the task itself, its function or its list chose (a name or
+        an instance), once it has joined a list or been given one; ``None`` leaves the
+        choice to the config of the runtime that runs it
     :raises TypeError: if ``func`` is not callable, or is a coroutine object
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_name",
+        "args",
+        "defaults",
+        "func",
+        "is_async",
+        "kwargs",
+        "list_choice",
+        "options",
+        "payload",
+        "runs_on",
+    )
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    is_async: bool
+    options: TaskOptions
+    defaults: TaskOptions
+    payload: bytes | None
+    list_choice: ExecutorSpec | None
+    runs_on: ExecutorSpec | None
+    _name: str | None
+
     def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         check_callable(func, "BackgroundTask()")
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.is_async = is_async_callable(func)
-        self.options = NO_OPTIONS
-        self.defaults = function_options(func)
-        self._name: str | None = None  # cached: reports and logs read it often
-        # The pickled call, cached here by executors that ship tasks to other processes.
-        self.payload: bytes | None = None
-        if self.defaults.executor is not None:
-            prepare(self, self.defaults.executor, current_runtime())
+        _init(self, func, args, kwargs)
 
     def set(
         self,
@@ -75,27 +98,23 @@ class BackgroundTask:
         :raises ExecutorNotFound: if ``executor`` is an unknown name
         :raises NotPicklable: if the executor must pickle the task and cannot
         """
-        old = self.options
-        new = TaskOptions(
+        old, old_runs_on = self.options, self.runs_on
+        # Set before the executor checks the task, so that its errors show the new name;
+        # taken back if it refuses, so that a failed set changes nothing.
+        self.options = TaskOptions(
             executor=old.executor if executor is None else executor,
             timeout=old.timeout if timeout is None else timeout,
             retries=old.retries if retries is None else retries,
             name=old.name if name is None else name,
         )
-        # Set before the executor checks the task, so that its errors show the new name;
-        # taken back if it refuses, so that a failed set changes nothing.
-        self._set_options(new)
+        self._name = None
         if executor is not None:
             try:
-                prepare(self, executor, current_runtime())
+                _plan(self, current_runtime())
             except BaseException:
-                self._set_options(old)
+                self.options, self._name, self.runs_on = old, None, old_runs_on
                 raise
         return self
-
-    def _set_options(self, options: TaskOptions) -> None:
-        self.options = options
-        self._name = None
 
     @property
     def name(self) -> str:
@@ -129,21 +148,60 @@ class BackgroundTask:
         :raises TypeError: if the function returned a coroutine, which would otherwise be
             dropped unrun (``add_task(lambda: notify(x))`` with an async ``notify``)
         """
-        result = self.func(*self.args, **self.kwargs)
-        if inspect.iscoroutine(result):
-            result.close()
-            raise TypeError(
-                f"background task {self.name!r} returned a coroutine instead of running it; "
-                "pass the coroutine function and its arguments, e.g. add_task(notify, x) "
-                "instead of add_task(lambda: notify(x))"
-            )
-        return result
+        return call_sync(self)
 
     async def __call__(self) -> None:
-        await TaskRun([self]).run()
+        await TaskRun([self], current_runtime()).run()
 
     def __repr__(self) -> str:
         return f"<BackgroundTask {self.name!r}>"
+
+
+def _new_task(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> BackgroundTask:
+    """Make a task of a callable already checked."""
+    task = BackgroundTask.__new__(BackgroundTask)
+    _init(task, func, args, kwargs)
+    return task
+
+
+def _init(
+    task: BackgroundTask, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    task.func = func
+    task.args = args
+    task.kwargs = kwargs
+    task.is_async = is_async_callable(func)
+    task.options = NO_OPTIONS
+    task.defaults = function_options(func)
+    task._name = None  # cached: reports and logs read it often
+    task.payload = None
+    task.list_choice = None  # what the first list with an executor choice chose for it
+    task.runs_on = None
+    if task.defaults.executor is not None:
+        _plan(task, current_runtime())
+
+
+def _plan(task: BackgroundTask, runtime: Runtime) -> None:
+    """Choose the executor of ``task`` and let it check the task now, while the endpoint runs.
+
+    What the task, its function or its list chose is kept in ``runs_on``; the config's
+    choice is left to the runtime that runs the task, but checked against this one's.
+
+    :raises ExecutorNotFound: if the executor chosen is an unknown name
+    :raises NotPicklable: if it must pickle the task and cannot
+    """
+    explicit, chosen = task.explicit_executor, task.list_choice
+    spec = resolve_executor(explicit, chosen, runtime.config.executor, task.is_async)
+    runtime.executor(spec).prepare(task)
+    task.runs_on = None if explicit is None and chosen is None else spec
+
+
+#: A list's executor choice: a name, an instance, or a chooser called with each task
+#: (a chooser's ``None`` leaves the choice to the config).
+Chooser: TypeAlias = Callable[[BackgroundTask], ExecutorSpec | None]
+ExecutorChoice: TypeAlias = ExecutorSpec | Chooser
 
 
 class BackgroundTasks:
@@ -154,7 +212,8 @@ class BackgroundTasks:
         ``args``, ``kwargs``), their ``BackgroundTasks`` (anything with ``tasks``), or
         zero-argument callables
     :param executor: the executor of tasks that choose none themselves: a name, an
-        :class:`Executor`, or a chooser called with each task that returns either
+        :class:`Executor`, or a chooser called once with each task as it joins the list.
+        A task that came from another list keeps what that list chose for it.
     :param on_error: the error policy of this list; the config's when ``None``
     :param concurrency: ``"sequential"`` or ``"group"``; the config's when ``None``
     :param detach: hand the list to the running :class:`~offload.Runtime` when awaited,
@@ -185,7 +244,7 @@ class BackgroundTasks:
         if not (executor is None or isinstance(executor, str | Executor) or callable(executor)):
             raise TypeError(
                 "executor must be a name, an offload.Executor or a chooser callable, "
-                f"got {executor!r}"
+                f"got a {type(executor).__name__}"
             )
         if isinstance(executor, str):
             check_executor_spec(executor)
@@ -194,19 +253,19 @@ class BackgroundTasks:
         self.concurrency = concurrency
         self.tasks: list[BackgroundTask] = []
         self.reports: list[TaskReport] = []
-        self._chosen: dict[BackgroundTask, ExecutorSpec | None] = {}
-        self._ticket: Ticket | None = None
-        self._release_unrun: weakref.finalize[Any, BackgroundTasks] | None = None
+        self._reservation: Reservation[Runtime] | None = None
         self._detached = False
+        self._joined = 0  # the tasks that joined through this list; others were appended
         runtime = current_runtime()
         if detach is None:
             if runtime.config.detach:
-                runtime._check_detach("the config's detach=True")
+                runtime.check_detach("the config's detach=True")
                 self._detached = True
         else:
             self.detach = detach
-        for task in as_tasks(tasks or ()):
-            self._append(task, runtime)
+        if tasks:
+            for task in _as_tasks(tasks):
+                self._append(task, runtime)
 
     @property
     def detach(self) -> bool:
@@ -234,11 +293,11 @@ class BackgroundTasks:
             raise TypeError(f"detach must be True or False, got {value!r}")
         if value and not self._detached:
             runtime = current_runtime()
-            runtime._check_detach()
+            runtime.check_detach()
             if self.tasks:
                 self._reserve(runtime)
-        elif not value and self._ticket is not None:
-            self._drop_ticket()
+        elif not value:
+            self._drop_reservation()
         self._detached = value
 
     def add_task(
@@ -250,28 +309,18 @@ class BackgroundTasks:
         :raises NotPicklable: if the task goes to a process executor and cannot be pickled
         """
         check_callable(func, "add_task()")
-        task = BackgroundTask(func, *args, **kwargs)
+        task = _new_task(func, args, kwargs)
         self._append(task, current_runtime())
         return task
 
-    def choose(self, task: BackgroundTask) -> ExecutorSpec | None:
-        """Return this list's executor for ``task`` (step 3 of the resolution), if any."""
-        executor = self.executor
-        if executor is None or isinstance(executor, str | Executor):
-            return executor
-        # A chooser is called once per task, when the task joins the list.
-        try:
-            return self._chosen[task]
-        except KeyError:
-            spec = self._chosen[task] = checked_choice(executor, task)
-            return spec
-
     async def __call__(self) -> None:
+        if self._joined != len(self.tasks):
+            self._join_appended()
         if self._detached:
             self._hand_over()
             return
         run = TaskRun(
-            self.tasks, choose=self.choose, on_error=self.on_error, concurrency=self.concurrency
+            self.tasks, current_runtime(), on_error=self.on_error, concurrency=self.concurrency
         )
         try:
             await run.run()
@@ -279,121 +328,84 @@ class BackgroundTasks:
             self.reports = run.reports
 
     def _append(self, task: BackgroundTask, runtime: Runtime) -> None:
-        if task.explicit_executor is None:  # else it was prepared when its executor was set
-            spec = self.choose(task)
-            prepare(task, runtime.config.executor if spec is None else spec, runtime)
-        if self._detached and self._ticket is None:
+        self._join(task, runtime)
+        if self._detached and self._reservation is None:
             self._reserve(runtime)
         self.tasks.append(task)
+        self._joined += 1
+
+    def _join_appended(self) -> None:
+        # Tasks appended to ``tasks`` directly, as Starlette's lists allow, join it now.
+        runtime = current_runtime()
+        for task in self.tasks[self._joined :]:
+            self._join(task, runtime)
+        self._joined = len(self.tasks)
+
+    def _join(self, task: BackgroundTask, runtime: Runtime) -> None:
+        """Apply this list's executor choice to ``task``, and plan it."""
+        choice = self.executor
+        explicit = task.explicit_executor
+        if explicit is None and task.list_choice is None and choice is not None:
+            if not isinstance(choice, str | Executor):
+                choice = checked_choice(choice, task, task.name)
+            task.list_choice = choice
+        if explicit is None:
+            _plan(task, runtime)  # else it was planned when its executor was set
 
     def _reserve(self, runtime: Runtime) -> None:
-        self._ticket = ticket = runtime._reserve(self.tasks)
-        # A list whose response is never sent is never awaited: its place must not stay
-        # taken, and its tasks must not vanish unnamed.
-        self._release_unrun = weakref.finalize(self, ticket.abandon)
-        self._release_unrun.atexit = False
+        self._reservation = Reservation(self, runtime, runtime.reserve(self.tasks))
 
-    def _take_ticket(self) -> Ticket | None:
-        ticket, self._ticket = self._ticket, None
-        if self._release_unrun is not None:
-            self._release_unrun.detach()
-            self._release_unrun = None
-        return ticket
+    def _take_reservation(self) -> Reservation[Runtime] | None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            reservation.take()
+        return reservation
 
-    def _drop_ticket(self) -> None:
-        """Give up the list's place in the runtime: its tasks were taken into another list."""
-        ticket = self._take_ticket()
-        if ticket is not None:
-            ticket.end()
+    def _drop_reservation(self) -> None:
+        """Give up the list's place in the runtime: it no longer runs there as it is."""
+        reservation = self._take_reservation()
+        if reservation is not None:
+            reservation.ticket.end()
 
     def _hand_over(self) -> None:
-        ticket = self._take_ticket()
+        reservation = self._take_reservation()
         if not self.tasks:  # emptied since it was scheduled: nothing to run
-            if ticket is not None:
-                ticket.end()
+            if reservation is not None:
+                reservation.ticket.end()
             return
-        if ticket is None:  # awaited again: schedule it again
-            ticket = current_runtime()._reserve(self.tasks)
-        runtime = ticket.runtime
+        if reservation is None:  # awaited again: schedule it again
+            runtime = current_runtime()
+            ticket = runtime.reserve(self.tasks)
+        else:
+            runtime, ticket = reservation.runtime, reservation.ticket
         try:
-            run = TaskRun(
-                self.tasks,
-                choose=self.choose,
-                on_error=self.on_error,
-                concurrency=self.concurrency,
-                runtime=runtime,
-            )
+            run = TaskRun(self.tasks, runtime, on_error=self.on_error, concurrency=self.concurrency)
         except BaseException:
             ticket.end()
             raise
-        if runtime._capture is not None:  # a test recorder takes it instead
+        if runtime.intercept(run):  # a test recorder takes it instead
             ticket.end()
-            runtime._capture(run)
             return
-        ticket.on_end = self._ended
-        runtime._submit(ticket, run)
 
-    def _ended(self, run: TaskRun) -> None:
-        self.reports = run.reports
+        def ended(_: object) -> None:
+            self.reports = run.reports
+
+        ticket.on_end = ended
+        runtime.submit(ticket, run, self.tasks)
 
     def __repr__(self) -> str:
         return f"<BackgroundTasks {[task.name for task in self.tasks]!r}>"
 
 
-def as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
+def _as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
     """Turn each item into offload tasks: see :class:`BackgroundTasks` for what is accepted."""
     for item in items:
         if isinstance(item, BackgroundTask):
             yield item
         elif isinstance(item, BackgroundTasks):
-            item._drop_ticket()  # its tasks join this list: they are counted once, here
+            item._drop_reservation()  # its tasks join this list: they are counted once, here
             yield from item.tasks
-        elif hasattr(item, "tasks"):  # Starlette's or FastAPI's BackgroundTasks
-            yield from as_tasks(item.tasks)
-        elif all(hasattr(item, a) for a in ("func", "args", "kwargs")) and _func_runs_as_is(item):
-            yield BackgroundTask(item.func, *item.args, **item.kwargs)  # type: ignore[attr-defined]
+        elif (tasks := task_list_items(item)) is not None:
+            yield from _as_tasks(tasks)
         else:
-            check_callable(item, "a background task list")
-            _check_no_arguments(item)  # type: ignore[arg-type]
-            yield BackgroundTask(item)  # type: ignore[arg-type]
-
-
-def _func_runs_as_is(task: object) -> bool:
-    """Whether a Starlette-style task's ``func`` can be run on its own, without the task.
-
-    Lilya's task wraps a sync function in an adapter that returns an awaitable without being
-    a coroutine function, so run as a sync call it would silently do nothing; such a task is
-    run whole instead (it is itself an async callable). Starlette's and FastAPI's tasks say
-    which kind their ``func`` is with ``is_async``.
-    """
-    func = task.func  # type: ignore[attr-defined]
-    return is_async_callable(func) or hasattr(task, "is_async") or not is_async_callable(task)
-
-
-def check_callable(func: object, where: str) -> None:
-    """Raise a teaching :exc:`TypeError` unless ``func`` is a callable (not a coroutine)."""
-    if inspect.iscoroutine(func):
-        name = func.__qualname__
-        func.close()  # it will never run; closing it spares the user a second warning
-        raise TypeError(
-            f"{where} got the coroutine object {name}(...), not a function. Pass the function "
-            f"and its arguments separately, e.g. add_task({name}, ...) instead of "
-            f"add_task({name}(...)), so the call happens after the response is sent"
-        )
-    if not callable(func):
-        raise TypeError(f"{where} needs a callable, got {func!r} ({type(func).__name__})")
-
-
-def _check_no_arguments(func: Callable[..., object]) -> None:
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):  # builtins without a signature: trust the caller
-        return
-    try:
-        signature.bind()
-    except TypeError:
-        name = callable_name(func)
-        raise TypeError(
-            f"{name} needs arguments, so it cannot be a background task on its own; "
-            f"wrap it with its arguments: BackgroundTask({name}, ...)"
-        ) from None
+            yield _new_task(*unpack(item))

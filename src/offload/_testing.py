@@ -14,13 +14,13 @@ import anyio
 
 from ._config import OffloadConfig
 from ._report import TaskReport
-from ._runtime import Runtime
+from ._runner import PlannedTask, TaskRun
+from ._runtime import Runtime, default_config
 
 if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
-    from ._runner import TaskRun
-    from ._task import BackgroundTask
+    from ._detached import Run
 
 
 class ObservedRuntime(Runtime):
@@ -30,9 +30,9 @@ class ObservedRuntime(Runtime):
     """
 
     def __init__(self, config: OffloadConfig | None = None) -> None:
-        super().__init__(config)
-        self._hook = self._config.on_report  # still called, once the report is kept
-        self._config = self._config.replace(on_report=self._observe)
+        config = config or default_config()
+        super().__init__(config.replace(on_report=self._observe))
+        self._hook = config.on_report  # still called, once the report is kept
         self._reports: list[TaskReport] = []
         self._looked_at = 0
         self.portal: BlockingPortal | None = None
@@ -62,7 +62,7 @@ class ObservedRuntime(Runtime):
 class RecordedTask:
     """A task that was scheduled while a recorder was on, and the executor it resolved to."""
 
-    task: BackgroundTask
+    task: PlannedTask
     executor: str
 
     @property
@@ -75,7 +75,7 @@ class RecordedTask:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return self.task.kwargs
+        return dict(self.task.kwargs)
 
     @property
     def name(self) -> str:
@@ -104,7 +104,11 @@ class TaskRecorder:
     def __init__(self, runtime: ObservedRuntime) -> None:
         self._runtime = runtime
         self._runs: list[TaskRun] = []
-        runtime._capture = self._runs.append
+        runtime.set_interceptor(self._record)
+
+    def _record(self, run: Run) -> None:
+        assert isinstance(run, TaskRun)
+        self._runs.append(run)
 
     @property
     def tasks(self) -> list[RecordedTask]:

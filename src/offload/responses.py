@@ -10,9 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._config import Concurrency, OnError
-from ._options import ExecutorSpec
-from ._resolution import ExecutorChoice
-from ._task import BackgroundTask, BackgroundTasks
+from ._task import BackgroundTasks, ExecutorChoice
 
 __all__ = ["BackgroundsMixin", "merge_backgrounds"]
 
@@ -91,9 +89,9 @@ def merge_backgrounds(
     """Return one offload task list: the tasks of ``background`` first, then ``backgrounds``.
 
     An offload :class:`~offload.BackgroundTasks` given as ``background`` is returned as it is
-    when there is nothing to add to it; otherwise its own executor choice still applies to its
-    own tasks, and its ``on_error``, ``concurrency`` and ``detach`` to the whole list unless
-    given here.
+    when there is nothing to add to it; otherwise its tasks keep what its own executor choice
+    chose for them, and its ``on_error``, ``concurrency`` and ``detach`` apply to the whole
+    list unless given here.
 
     :returns: ``None`` when there is no task at all
     :raises TypeError: if ``backgrounds`` is not a sequence
@@ -116,27 +114,12 @@ def merge_backgrounds(
         if detach is not None:
             own.detach = detach
         return own
+    # Its tasks keep what its own executor choice chose for them; the response's choice
+    # applies to the tasks that have none.
     return BackgroundTasks(
         [own, *extra],
-        executor=_own_choice_first(own, executor),
+        executor=executor,
         on_error=on_error or own.on_error,
         concurrency=concurrency or own.concurrency,
         detach=own.detach if detach is None else detach,
     )
-
-
-def _own_choice_first(
-    own: BackgroundTasks, executor: ExecutorChoice | None
-) -> ExecutorChoice | None:
-    """Return a chooser that keeps ``own``'s executor choice for ``own``'s tasks."""
-    if own.executor is None:
-        return executor
-    own_tasks = set(own.tasks)
-    # A throwaway list does the name / instance / chooser handling of the response's choice.
-    response_choice = BackgroundTasks(executor=executor, detach=False)
-
-    def choose(task: BackgroundTask) -> ExecutorSpec | None:
-        spec = own.choose(task) if task in own_tasks else None
-        return spec if spec is not None else response_choice.choose(task)
-
-    return choose

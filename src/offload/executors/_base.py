@@ -7,8 +7,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
+    from .._call import Call
     from .._config import OffloadConfig
-    from .._task import BackgroundTask
 
 
 class Executor(ABC):
@@ -41,7 +41,7 @@ class Executor(ABC):
     async def aclose(self) -> None:  # noqa: B027 (a default, not an abstract method)
         """Release what :meth:`start` acquired, after the tasks running now have ended."""
 
-    def prepare(self, task: BackgroundTask) -> None:  # noqa: B027 (a default, not abstract)
+    def prepare(self, task: Call) -> None:  # noqa: B027 (a default, not abstract)
         """Check early that this executor can run ``task``.
 
         Called as soon as a task is known to go to this executor (``add_task``, ``task.set``,
@@ -50,10 +50,10 @@ class Executor(ABC):
         """
 
     @abstractmethod
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         """Run ``task`` once and return its result, raising what it raised."""
 
-    def explain_timeout(self, task: BackgroundTask) -> str | None:
+    def explain_timeout(self, task: Call) -> str | None:
         """Say why ``task``'s last run here ran out of time, if the executor knows more than
         the timeout itself; the runner ends the :exc:`TaskTimeout` message with it."""
         return None

@@ -11,7 +11,7 @@ from .._callables import module_name
 from .._exceptions import NotPicklable, OffloadError
 
 if TYPE_CHECKING:
-    from .._task import BackgroundTask
+    from .._call import Call
 
 #: What a worker sends back, built from plain types only so that unpickling it in the
 #: parent can never fail (a pool whose result cannot be unpickled breaks):
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 Outcome = tuple[str, bytes | None, str, str, str]
 
 
-def payload_of(task: BackgroundTask) -> bytes:
+def payload_of(task: Call) -> bytes:
     """Return the task's pickled call, pickling it now if no executor has done so yet.
 
     :raises NotPicklable: if the call cannot be pickled
@@ -32,7 +32,7 @@ def payload_of(task: BackgroundTask) -> bytes:
     return task.payload
 
 
-def pickle_call(task: BackgroundTask) -> bytes:
+def pickle_call(task: Call) -> bytes:
     """Pickle ``(func, args, kwargs)`` of ``task`` with the standard pickle.
 
     :raises NotPicklable: naming the task and the first part of the call that does not pickle
@@ -58,7 +58,7 @@ class Culprit(NamedTuple):
     """the pickler's own ``"TypeError: cannot pickle '_thread.lock' object"``"""
 
 
-def first_unpicklable(task: BackgroundTask, dumps: Callable[[object], bytes]) -> Culprit | None:
+def first_unpicklable(task: Call, dumps: Callable[[object], bytes]) -> Culprit | None:
     """Pickle each part of the task's call alone, since a pickler's own message rarely names
     the culprit; return the first part that fails, or ``None`` if each pickles alone.
     """
@@ -99,7 +99,7 @@ def _problem(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _explain(task: BackgroundTask, exc: Exception) -> str:
+def _explain(task: Call, exc: Exception) -> str:
     culprit = first_unpicklable(task, _dumps)
     if culprit is None:
         return (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import io
 import logging
 import os
@@ -11,10 +9,9 @@ import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
-from typing import Any
 
+from .._call import run_to_end
 from ._lifeline import watch
 from ._logs import PipeHandler
 from ._pickling import Outcome
@@ -51,21 +48,13 @@ def run_payload(payload: bytes) -> Outcome:
     """Unpickle a task's call, run it, and pack what it returned or raised."""
     try:
         func, args, kwargs = pickle.loads(payload)
-        result = call(func, args, kwargs)
+        result = run_to_end(func, args, kwargs)
     except BaseException as exc:
         return _raised(exc)
     try:
         return ("returned", pickle.dumps(result, pickle.HIGHEST_PROTOCOL), "", "", "")
     except Exception as exc:
         return ("unpicklable", None, _type_name(result), f"{type(exc).__name__}: {exc}", "")
-
-
-def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    """Call ``func``; a coroutine function's coroutine runs to its end on a new asyncio loop."""
-    result = func(*args, **kwargs)
-    if inspect.iscoroutine(result):
-        return asyncio.run(result)
-    return result
 
 
 def _raised(exc: BaseException) -> Outcome:

@@ -23,14 +23,14 @@ from ._pickling import first_unpicklable
 from .pool import PoolExecutor
 
 if TYPE_CHECKING:
+    from .._call import Call
     from .._config import OffloadConfig
-    from .._task import BackgroundTask
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 #: Tasks whose call is known to pickle; a task's call does not change once it is made.
-_picklable: weakref.WeakSet[BackgroundTask] = weakref.WeakSet()
+_picklable: weakref.WeakSet[Call] = weakref.WeakSet()
 
 
 class DaskExecutor(PoolExecutor):
@@ -103,7 +103,7 @@ class DaskExecutor(PoolExecutor):
             )
         return cls(config.dask_address)
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         """Pickle the task's call with cloudpickle now, as Dask will when it submits it.
 
         :raises NotPicklable: naming the task and the part of the call that does not pickle
@@ -116,7 +116,7 @@ class DaskExecutor(PoolExecutor):
             raise NotPicklable(_explain(task, exc)) from exc
         _picklable.add(task)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         """Run ``task`` on a Dask worker and return its result.
 
         Cancelling the run cancels the Dask future: a queued task never runs, a running
@@ -177,7 +177,7 @@ def _connect(address: str, options: dict[str, Any]) -> _ClientPool:
     return _ClientPool(Client(address, **options))  # type: ignore[no-untyped-call]
 
 
-def _explain(task: BackgroundTask, exc: Exception) -> str:
+def _explain(task: Call, exc: Exception) -> str:
     culprit = first_unpicklable(task, cloudpickle.dumps)
     if culprit is None:
         return (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._call import call_sync
 from ._base import Executor
 
 if TYPE_CHECKING:
-    from .._task import BackgroundTask
+    from .._call import Call
 
 
 class InlineExecutor(Executor):
@@ -19,7 +20,7 @@ class InlineExecutor(Executor):
 
     name = "inline"
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         if task.is_async:
             return await task.func(*task.args, **task.kwargs)
-        return task.call()
+        return call_sync(task)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.to_thread
 
+from .._call import run_to_end
 from .._callables import unwrap
 from . import _worker
 from ._base import Executor
@@ -18,8 +19,8 @@ from ._futures import wait_future
 from ._pickling import payload_of, unpack_outcome
 
 if TYPE_CHECKING:
+    from .._call import Call
     from .._config import OffloadConfig
-    from .._task import BackgroundTask
 
 PoolFactory = Callable[[], FuturesExecutor]
 
@@ -80,7 +81,7 @@ class PoolExecutor(Executor):
             "register_executor('mypool', lambda config: PoolExecutor(make_pool))"
         )
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         """Pickle the call now if the pool is, or its factory makes, a ``ProcessPoolExecutor``.
 
         A factory is not called here (that would make a pool outside the executor's start and
@@ -109,7 +110,7 @@ class PoolExecutor(Executor):
         if pool is not None:
             await anyio.to_thread.run_sync(_shut_down, pool)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         """Submit ``task`` to the pool and wait for its result.
 
         Cancelling the run cancels the task if the pool has not started it yet; otherwise
@@ -182,9 +183,9 @@ def _shut_down(pool: FuturesExecutor) -> None:
         pool.shutdown(wait=True)
 
 
-def _submit(pool: FuturesExecutor, task: BackgroundTask) -> Future[Any]:
+def _submit(pool: FuturesExecutor, task: Call) -> Future[Any]:
     if isinstance(pool, ProcessPoolExecutor):
         return pool.submit(_worker.run_payload, payload_of(task))
     if task.is_async:
-        return pool.submit(_worker.call, task.func, task.args, task.kwargs)
+        return pool.submit(run_to_end, task.func, task.args, task.kwargs)
     return pool.submit(task.func, *task.args, **task.kwargs)

@@ -14,7 +14,8 @@ import anyio
 import anyio.to_thread
 
 from .._callables import module_name
-from .._config import available_cpus, check_choice, check_int, default_start_method
+from .._checks import check_choice, check_int
+from .._config import available_cpus, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed
 from . import _fork_server as fork_server
 from ._base import Executor
@@ -25,8 +26,8 @@ from ._slot import Slot
 from ._slot_queue import SlotQueue
 
 if TYPE_CHECKING:
+    from .._call import Call
     from .._config import OffloadConfig
-    from .._task import BackgroundTask
 
 
 class ProcessExecutor(Executor):
@@ -89,7 +90,7 @@ class ProcessExecutor(Executor):
             max_tasks_per_child=config.max_tasks_per_child,
         )
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         """Pickle the task's call now, so that an unpicklable one fails before it is queued.
 
         :raises NotPicklable: naming the task and the part of the call that does not pickle
@@ -115,7 +116,7 @@ class ProcessExecutor(Executor):
         if self._queue is not None:
             await anyio.to_thread.run_sync(self._close)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         """Run ``task`` in a worker process and return its result.
 
         Cancelling the run (a timeout) kills the worker, so the work really stops; the slot
@@ -146,7 +147,7 @@ class ProcessExecutor(Executor):
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(slot.retire)
 
-    async def _run_in(self, slot: Slot, task: BackgroundTask, payload: bytes) -> Any:
+    async def _run_in(self, slot: Slot, task: Call, payload: bytes) -> Any:
         if not slot.alive:  # crashed, killed or recycled after its last task
             await anyio.to_thread.run_sync(slot.spawn)
         try:
@@ -172,7 +173,7 @@ class ProcessExecutor(Executor):
                 await anyio.to_thread.run_sync(slot.retire)
         return unpack_outcome(outcome, task.name)
 
-    def _crashed(self, slot: Slot, task: BackgroundTask) -> OffloadError:
+    def _crashed(self, slot: Slot, task: Call) -> OffloadError:
         if slot.closing:
             return OffloadError(
                 f"the process executor closed while task {task.name!r} ran; "
@@ -234,7 +235,7 @@ class ProcessExecutor(Executor):
         return f"<ProcessExecutor {self.name!r} workers={self.workers}>"
 
 
-def _closed_before(task: BackgroundTask) -> OffloadError:
+def _closed_before(task: Call) -> OffloadError:
     return OffloadError(f"the process executor closed before task {task.name!r} got a worker")
 
 

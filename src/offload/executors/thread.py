@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
@@ -16,12 +15,13 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 from anyio.lowlevel import RunVar, current_token
 
-from .._config import check_int
+from .._call import call_sync, run_to_end
+from .._checks import check_int
 from ._base import Executor
 
 if TYPE_CHECKING:
+    from .._call import Call
     from .._config import OffloadConfig
-    from .._task import BackgroundTask
 
 #: How many hung tasks a timeout message names; the rest are counted.
 _NAMED = 3
@@ -66,7 +66,7 @@ class ThreadExecutor(Executor):
         """
         return self._on_this_loop().limiter
 
-    def explain_timeout(self, task: BackgroundTask) -> str | None:
+    def explain_timeout(self, task: Call) -> str | None:
         """Say why ``task``'s last run here ran out of time before it got a thread.
 
         The runner asks this when an attempt of ``task`` on this executor timed out, and
@@ -82,11 +82,15 @@ class ThreadExecutor(Executor):
             return None
         return threads.notes.pop(task, None)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         threads = self._on_this_loop()
         if threads.notes:  # left by an earlier run cancelled (not timed out) while it waited
             threads.notes.pop(task, None)
-        func = partial(_run_coroutine_function, task) if task.is_async else task.call
+        func = (
+            partial(run_to_end, task.func, task.args, task.kwargs)
+            if task.is_async
+            else partial(call_sync, task)
+        )
         run = _Run(task.name, anyio.current_effective_deadline())
         try:
             threads.limiter.acquire_on_behalf_of_nowait(run)
@@ -103,7 +107,7 @@ class ThreadExecutor(Executor):
             if not run.stop_waiting():  # else its thread runs on, and gives the token back
                 threads.release(run)
 
-    async def _wait_for_token(self, threads: _Threads, run: _Run, task: BackgroundTask) -> None:
+    async def _wait_for_token(self, threads: _Threads, run: _Run, task: Call) -> None:
         try:
             await threads.limiter.acquire_on_behalf_of(run)
         except BaseException:
@@ -135,7 +139,7 @@ class _Threads:
         #: The runs holding a token, oldest first; a run leaves when its thread returns.
         self.holders: dict[_Run, None] = {}
         #: What :meth:`ThreadExecutor.explain_timeout` answers, by task.
-        self.notes: weakref.WeakKeyDictionary[BackgroundTask, str] = weakref.WeakKeyDictionary()
+        self.notes: weakref.WeakKeyDictionary[Call, str] = weakref.WeakKeyDictionary()
         # Held weakly: anyio keeps this object in a dict keyed weakly by the loop itself, which
         # a strong reference from here would keep alive for good.
         token = current_token()
@@ -216,10 +220,6 @@ class _Run:
             if self._stage != _ENDED:
                 self._stage = _ABANDONED
         return runs_on
-
-
-def _run_coroutine_function(task: BackgroundTask) -> Any:
-    return asyncio.run(task.func(*task.args, **task.kwargs))
 
 
 def _held_by(limit: int, hung: list[_Run]) -> str:
