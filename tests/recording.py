@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from offload import BackgroundTask, Executor, InlineExecutor
+from offload import Call, Executor, InlineExecutor
 
 
 class RecordingExecutor(InlineExecutor):
@@ -14,10 +14,10 @@ class RecordingExecutor(InlineExecutor):
         self.ran: list[str] = []
         self.prepared: list[str] = []
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         self.prepared.append(task.name)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         self.ran.append(task.name)
         return await super().run(task)
 

@@ -21,6 +21,7 @@ import fault_tasks
 from offload import (
     BackgroundTask,
     BackgroundTasks,
+    Call,
     Executor,
     InlineExecutor,
     ProcessExecutor,
@@ -53,10 +54,10 @@ class Traced(Executor):
     async def aclose(self) -> None:
         """Leave ``inner`` alone: the process pool is shared by every example."""
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         self.inner.prepare(task)
 
-    async def run(self, task: BackgroundTask) -> Any:
+    async def run(self, task: Call) -> Any:
         self.events.append(("start", task.name))
         try:
             return await self.inner.run(task)

@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from offload import (
-    BackgroundTask,
     BackgroundTasks,
+    Call,
     Executor,
     OffloadConfig,
     OffloadError,
@@ -146,7 +146,7 @@ def test_runtime_needs_a_config() -> None:
 
 def test_executor_names_default_to_the_class_name() -> None:
     class MyExecutor(Executor):
-        async def run(self, task: BackgroundTask) -> Any:
+        async def run(self, task: Call) -> Any:
             return None
 
     assert MyExecutor().name == "MyExecutor"

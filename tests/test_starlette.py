@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 import offload.starlette
 from offload import (
     BackgroundTask,
+    Call,
     InlineExecutor,
     NotPicklable,
     OffloadConfig,
@@ -166,7 +167,7 @@ def record(value: object) -> None:
 class PicklingExecutor(InlineExecutor):
     """Refuses every task at prepare time, as the process executor refuses unpicklable ones."""
 
-    def prepare(self, task: BackgroundTask) -> None:
+    def prepare(self, task: Call) -> None:
         raise NotPicklable(f"cannot pickle task {task.name!r}")
 
 

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._call import Call
 from ._config import OffloadConfig
 from ._default import configure
 from ._exceptions import (
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackgroundTask",
     "BackgroundTasks",
+    "Call",
     "ConfigError",
     "Executor",
     "ExecutorNotFound",
