@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from functools import partial
+from types import FunctionType
 
 
 def unwrap(func: object) -> object:
@@ -15,6 +16,8 @@ def unwrap(func: object) -> object:
 
 def is_async_callable(func: object) -> bool:
     """Whether calling ``func`` returns a coroutine (partials and ``async __call__`` included)."""
+    if type(func) is FunctionType:  # the common case, answered at the cost of a flag test
+        return bool(func.__code__.co_flags & inspect.CO_COROUTINE)
     func = unwrap(func)
     return inspect.iscoroutinefunction(func) or (
         callable(func) and inspect.iscoroutinefunction(func.__call__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FunctionType
 from typing import TypeVar
 
 from ._callables import unwrap
@@ -94,7 +95,7 @@ NO_OPTIONS = TaskOptions()
 
 def function_options(func: Callable[..., object]) -> TaskOptions:
     """Return the ``@task_options`` defaults of ``func`` (looking through partials)."""
-    options = getattr(unwrap(func), _ATTRIBUTE, NO_OPTIONS)
+    options = getattr(func if type(func) is FunctionType else unwrap(func), _ATTRIBUTE, NO_OPTIONS)
     return options if isinstance(options, TaskOptions) else NO_OPTIONS
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Status = Literal["succeeded", "failed", "timed_out", "skipped"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskReport:
-    """How one task of a run ended.
+class TaskReport(NamedTuple):
+    """How one task of a run ended: a frozen record, cheap to make (one per task).
 
     :ivar name: the task's name (its ``name`` option, else the function's qualified name)
     :ivar executor: the name of the executor that ran it, or would have

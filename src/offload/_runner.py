@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -78,6 +79,7 @@ class TaskRun:
         ]
         self._slots: list[TaskReport | None] = [None] * len(self.tasks)
         self._first_error: BaseException | None = None
+        self._ready: set[Executor] = set()  # the executors this run knows to be started
         self._cancel_group: anyio.CancelScope | None = None
         # Where an in-place run runs, so that a closing runtime can cancel it from anywhere.
         self._scope: anyio.CancelScope | None = None
@@ -100,38 +102,49 @@ class TaskRun:
         :param detached: whether the runtime runs this list itself; it then counts the list
             as in flight, cancels it, and names the tasks it cancels, on its own
         """
-        runtime = self.runtime
-        self._thread, self._token = threading.get_ident(), current_token()
         try:
-            with anyio.CancelScope() as self._scope:
-                if not detached:
-                    runtime.track(self)
-                try:
-                    if self.concurrency == "sequential":
-                        run_one = self._run_one
-                        for index in range(len(self.tasks)):
-                            if self._first_error is not None and self._stops:
-                                break
-                            await run_one(index)
-                    else:
-                        async with anyio.create_task_group() as group:
-                            self._cancel_group = group.cancel_scope
-                            for index in range(len(self.tasks)):
-                                # One at a time, so they start in declaration order on trio too.
-                                await group.start(self._run_one, index)
-                except anyio.get_cancelled_exc_class():
-                    # Not when the runtime cancelled it: the runtime names the tasks itself.
-                    if not detached and not self._scope.cancel_called:
-                        self._log_cancelled()
-                    raise
-                finally:
-                    if not detached:
-                        runtime.untrack(self)
+            if detached:  # the runtime's supervisor cancels it, and names what it cancels
+                await self._run_all()
+            else:
+                await self._run_in_place()
         finally:
             self.reports = [
                 slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
             ]
         self._raise_per_policy()
+
+    async def _run_in_place(self) -> None:
+        runtime = self.runtime
+        self._thread, self._token = threading.get_ident(), current_token()
+        with anyio.CancelScope() as self._scope:
+            runtime.track(self)
+            try:
+                await self._run_all()
+            except anyio.get_cancelled_exc_class():
+                # Not when the runtime cancelled it: the runtime names the tasks itself.
+                if not self._scope.cancel_called:
+                    self._log_cancelled()
+                raise
+            finally:
+                runtime.untrack(self)
+
+    async def _run_all(self) -> None:
+        if self.concurrency == "sequential":
+            run_one = self._run_one
+            for index in range(len(self.tasks)):
+                if self._first_error is not None and self._stops:
+                    break
+                await run_one(index)
+            return
+        async with anyio.create_task_group() as group:
+            self._cancel_group = group.cancel_scope
+            if _starts_in_spawn_order():
+                for index in range(len(self.tasks)):
+                    group.start_soon(self._run_one, index)
+            else:
+                for index in range(len(self.tasks)):
+                    # One at a time, so that they start in declaration order all the same.
+                    await group.start(self._run_one, index)
 
     def cancel(self) -> None:
         """Cancel an in-place run, from any thread: it ends as cancelled on its own loop."""
@@ -171,7 +184,9 @@ class TaskRun:
                 task_status.started()
                 # A task scheduled in a group that a failure cancelled must not start at all.
                 await anyio.lowlevel.checkpoint_if_cancelled()
-            await self.runtime.ensure_started(executor)
+            if executor not in self._ready:
+                await self.runtime.ensure_started(executor)
+                self._ready.add(executor)
             while True:
                 attempts += 1
                 error = await _attempt(task, executor, timeout)
@@ -302,6 +317,18 @@ async def _attempt(task: Call, executor: Executor, time_limit: float | None) -> 
         reason = executor.explain_timeout(task)
         return TaskTimeout(f"{message}: {reason}" if reason else message)
     return None
+
+
+def _starts_in_spawn_order() -> bool:
+    """Whether tasks spawned together start in the order they were spawned.
+
+    asyncio's do (its ready queue is first in, first out); trio shuffles each batch.
+    """
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # no asyncio loop runs here: trio
+        return False
+    return True
 
 
 def _exit_as_failure(task: Call, exc: BaseException) -> OffloadError:
