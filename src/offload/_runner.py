@@ -18,7 +18,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 
 from ._call import Call
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
-from ._options import ExecutorSpec, resolve_executor
+from ._options import ExecutorSpec
 from ._report import Status, TaskReport
 
 if TYPE_CHECKING:
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from .executors._base import Executor
 
 logger = logging.getLogger("offload")
+
+#: How one task ended, until a report is made of it: the fields of a :class:`TaskReport`
+#: after its name and executor (status, error, started_at, duration, attempts).
+Outcome = tuple[Status, BaseException | None, float | None, float, int]
+_SKIPPED: Outcome = ("skipped", None, None, 0.0, 0)
 
 
 class PlannedTask(Call, Protocol):
@@ -67,17 +72,16 @@ class TaskRun:
         self.tasks = tuple(tasks)
         self.on_error = on_error or config.on_error
         self.concurrency = concurrency or config.concurrency
-        self.reports: list[TaskReport] = []
         # Each task's executor was chosen when it joined its list, but for the config's.
-        by_config = {
-            is_async: runtime.executor(resolve_executor(None, None, config.executor, is_async))
-            for is_async in (False, True)
-        }
+        default, executor = runtime.default_executor, runtime.executor
         self.executors = [
-            by_config[task.is_async] if task.runs_on is None else runtime.executor(task.runs_on)
+            default(task.is_async) if task.runs_on is None else executor(task.runs_on)
             for task in self.tasks
         ]
-        self._slots: list[TaskReport | None] = [None] * len(self.tasks)
+        # How each task ended; a report is made of it only when asked for (or for a hook).
+        self._outcomes: list[Outcome | TaskReport | None] = [None] * len(self.tasks)
+        self._reports: list[TaskReport] | None = None
+        self._ended = False
         self._first_error: BaseException | None = None
         self._ready: set[Executor] = set()  # the executors this run knows to be started
         self._cancel_group: anyio.CancelScope | None = None
@@ -108,10 +112,33 @@ class TaskRun:
             else:
                 await self._run_in_place()
         finally:
-            self.reports = [
-                slot or self._report_skipped(index) for index, slot in enumerate(self._slots)
-            ]
+            self._end()
         self._raise_per_policy()
+
+    @property
+    def reports(self) -> list[TaskReport]:
+        """Once the run has ended, one report per task, in task order; before, none."""
+        reports = self._reports
+        if reports is None:
+            if not self._ended:
+                return []
+            reports = self._reports = [
+                outcome
+                if isinstance(outcome, TaskReport)
+                else TaskReport(task.name, executor.name, *(outcome or _SKIPPED))
+                for task, executor, outcome in zip(
+                    self.tasks, self.executors, self._outcomes, strict=True
+                )
+            ]
+        return reports
+
+    def _end(self) -> None:
+        self._ended = True
+        if self.config.on_report is None:
+            return  # a task that never ended is reported skipped when reports are made
+        for index, outcome in enumerate(self._outcomes):
+            if outcome is None:
+                self._report(index, _SKIPPED)
 
     async def _run_in_place(self) -> None:
         runtime = self.runtime
@@ -160,7 +187,9 @@ class TaskRun:
     def unfinished(self) -> list[str]:
         """Return the names of the tasks that have not ended yet."""
         return [
-            task.name for task, slot in zip(self.tasks, self._slots, strict=True) if slot is None
+            task.name
+            for task, outcome in zip(self.tasks, self._outcomes, strict=True)
+            if outcome is None
         ]
 
     @property
@@ -203,12 +232,14 @@ class TaskRun:
                 await anyio.sleep(delay)  # cancellable: a drain or a failing sibling ends it
         except anyio.get_cancelled_exc_class():
             if attempts and self._first_error is not None:  # a failing sibling cancelled it
-                self._report(index, "skipped", None, started_at, start, attempts)
+                duration = time.perf_counter() - start
+                self._report(index, ("skipped", None, started_at, duration, attempts))
             raise
         except Exception as exc:  # the executor itself failed to start
             error = exc
         if error is None:
-            self._report(index, "succeeded", None, started_at, start, attempts)
+            duration = time.perf_counter() - start
+            self._report(index, ("succeeded", None, started_at, duration, attempts))
             return
         status: Status = "timed_out" if isinstance(error, TaskTimeout) else "failed"
         self._log_failure(task, executor, error)
@@ -216,40 +247,15 @@ class TaskRun:
             self._first_error = error
             if self._stops and self._cancel_group is not None:
                 self._cancel_group.cancel()
-        self._report(index, status, error, started_at, start, attempts)
+        self._report(index, (status, error, started_at, time.perf_counter() - start, attempts))
 
-    def _report(
-        self,
-        index: int,
-        status: Status,
-        error: BaseException | None,
-        started_at: float,
-        start: float,
-        attempts: int,
-    ) -> None:
-        report = TaskReport(
-            name=self.tasks[index].name,
-            executor=self.executors[index].name,
-            status=status,
-            error=error,
-            started_at=started_at,
-            duration=time.perf_counter() - start,
-            attempts=attempts,
-        )
-        self._slots[index] = report
-        self._emit(report)
-
-    def _report_skipped(self, index: int) -> TaskReport:
-        report = TaskReport(
-            name=self.tasks[index].name, executor=self.executors[index].name, status="skipped"
-        )
-        self._emit(report)
-        return report
-
-    def _emit(self, report: TaskReport) -> None:
+    def _report(self, index: int, outcome: Outcome) -> None:
         hook = self.config.on_report
         if hook is None:
+            self._outcomes[index] = outcome
             return
+        report = TaskReport(self.tasks[index].name, self.executors[index].name, *outcome)
+        self._outcomes[index] = report
         try:
             hook(report)
         except Exception:

@@ -15,7 +15,7 @@ import anyio
 from ._config import OffloadConfig
 from ._detached import Named, Run, Supervisor, Ticket
 from ._exceptions import OffloadError, Overloaded
-from ._options import ExecutorSpec
+from ._options import ExecutorSpec, resolve_executor
 from .executors._base import Executor
 from .executors._futures import wait_future
 from .executors._registry import AUTO, check_executor_name, create_executor
@@ -76,6 +76,7 @@ class Runtime:
             raise TypeError(f"config must be an OffloadConfig, got {config!r}")
         self._config = config if config is not None else default_config()
         self._executors: dict[str, Executor] = {}
+        self._defaults: list[Executor | None] = [None, None]  # by is_async: default_executor
         self._started: dict[Executor, None] = {}  # an ordered set: closed in reverse order
         # Ordered sets, so that a drain names abandoned tasks in the order they were scheduled.
         self._runs: dict[Run, None] = {}  # task lists running in place, in their callers' tasks
@@ -105,6 +106,18 @@ class Runtime:
             return self._executors[spec]
         except KeyError:
             return self._executors.setdefault(spec, create_executor(spec, self._config))
+
+    def default_executor(self, is_async: bool) -> Executor:
+        """Return the executor of a task that nothing but the config chose one for: the
+        config's ``executor``, with ``"auto"`` decided by whether the task is async.
+
+        :raises ExecutorNotFound: if the config names an unknown executor
+        """
+        executor = self._defaults[is_async]
+        if executor is None:
+            spec = resolve_executor(None, None, self._config.executor, is_async)
+            executor = self._defaults[is_async] = self.executor(spec)
+        return executor
 
     @property
     def started(self) -> bool:

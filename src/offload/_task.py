@@ -193,9 +193,13 @@ def _plan(task: BackgroundTask, runtime: Runtime) -> None:
     :raises NotPicklable: if it must pickle the task and cannot
     """
     explicit, chosen = task.explicit_executor, task.list_choice
+    if explicit is None and chosen is None:
+        runtime.default_executor(task.is_async).prepare(task)
+        task.runs_on = None
+        return
     spec = resolve_executor(explicit, chosen, runtime.config.executor, task.is_async)
     runtime.executor(spec).prepare(task)
-    task.runs_on = None if explicit is None and chosen is None else spec
+    task.runs_on = spec
 
 
 #: A list's executor choice: a name, an instance, or a chooser called with each task
@@ -219,7 +223,6 @@ class BackgroundTasks:
     :param detach: hand the list to the running :class:`~offload.Runtime` when awaited,
         instead of running it in the caller (the request); the config's when ``None``.
         See :attr:`detach`.
-    :ivar reports: after a run, one :class:`TaskReport` per task, in task order
     :raises ConfigError: if ``on_error`` or ``concurrency`` is not a known value
     :raises ExecutorNotFound: if ``executor`` is an unknown name
     :raises OffloadError: if the list is detached and no runtime is entered, or the
@@ -252,7 +255,7 @@ class BackgroundTasks:
         self.on_error = on_error
         self.concurrency = concurrency
         self.tasks: list[BackgroundTask] = []
-        self.reports: list[TaskReport] = []
+        self._last_run: TaskRun | None = None
         self._reservation: Reservation[Runtime] | None = None
         self._detached = False
         self._joined = 0  # the tasks that joined through this list; others were appended
@@ -322,10 +325,15 @@ class BackgroundTasks:
         run = TaskRun(
             self.tasks, current_runtime(), on_error=self.on_error, concurrency=self.concurrency
         )
-        try:
-            await run.run()
-        finally:
-            self.reports = run.reports
+        self._last_run = run
+        await run.run()
+
+    @property
+    def reports(self) -> list[TaskReport]:
+        """One :class:`TaskReport` per task, in task order, once the last run has ended
+        (a detached list's, once the runtime has run it); empty before."""
+        run = self._last_run
+        return [] if run is None else run.reports
 
     def _append(self, task: BackgroundTask, runtime: Runtime) -> None:
         self._join(task, runtime)
@@ -388,7 +396,7 @@ class BackgroundTasks:
             return
 
         def ended(_: object) -> None:
-            self.reports = run.reports
+            self._last_run = run
 
         ticket.on_end = ended
         runtime.submit(ticket, run, self.tasks)
