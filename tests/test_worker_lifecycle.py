@@ -144,6 +144,13 @@ def test_no_process_outlives_the_server_however_it_ends(
     assert list(temp.iterdir()) == []
 
 
+def run_script(script: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
 def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(
@@ -159,13 +166,7 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
             """
         )
     )
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH},
-        timeout=60,
-    )
+    result = run_script(script)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert f"main module {script} runs its top-level code (line 8)" in last_line
@@ -191,13 +192,7 @@ def test_a_script_with_a_main_guard_runs_process_tasks(tmp_path: Path) -> None:
             """
         )
     )
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH},
-        timeout=60,
-    )
+    result = run_script(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "succeeded\n"
 

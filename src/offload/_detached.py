@@ -18,7 +18,6 @@ the loop's token (``run_sync_soon``, which never blocks) from anywhere else.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import math
@@ -35,7 +34,7 @@ from anyio.abc import TaskGroup
 from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .executors._futures import wait_future
+from .executors._futures import call_soon, wait_future
 
 T = TypeVar("T", bound=Hashable)
 
@@ -100,7 +99,8 @@ class Supervisor(Generic[T]):
             return
         token = self._token
         assert token is not None, "start the supervisor first"
-        token.backend_class.run_sync_soon(self._deliver, ((item, None),), token.native_token)
+        if not call_soon(token, self._deliver, (item, None)):
+            raise anyio.RunFinishedError
 
     async def close(self, grace: float = math.inf) -> list[T]:
         """Take no more items, cancel those still running, and wait until the supervisor ends,
@@ -114,8 +114,7 @@ class Supervisor(Generic[T]):
             if threading.get_ident() == self._loop_thread:
                 self._stop()
             else:
-                with contextlib.suppress(anyio.RunFinishedError):  # it ended with its loop
-                    token.backend_class.run_sync_soon(self._stop, (), token.native_token)
+                call_soon(token, self._stop)  # if its loop has ended, the supervisor has too
         with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
             await wait_future(self._ended)
         if not self._ended.done():

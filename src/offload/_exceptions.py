@@ -49,12 +49,17 @@ class WorkerCrashed(OffloadError):
     @property
     def signal(self) -> signal.Signals | None:
         """The signal that killed the worker, if a signal did (``SIGKILL``: often out of memory)."""
-        if self.exitcode is None or self.exitcode >= 0:
-            return None
-        try:
-            return signal.Signals(-self.exitcode)
-        except ValueError:
-            return None
+        return killed_by(self.exitcode)
+
+
+def killed_by(exitcode: int | None) -> signal.Signals | None:
+    """Return the signal a process's exit code says killed it (a negative code), if any."""
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode)
+    except ValueError:
+        return None
 
 
 class Overloaded(OffloadError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import threading
@@ -20,6 +19,7 @@ from ._call import Call
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
 from ._options import ExecutorSpec
 from ._report import Status, TaskReport
+from .executors._futures import call_soon
 
 if TYPE_CHECKING:
     from ._config import Concurrency, OnError
@@ -181,8 +181,7 @@ class TaskRun:
         if threading.get_ident() == self._thread:
             scope.cancel()
         else:
-            with contextlib.suppress(anyio.RunFinishedError):  # its loop has ended, and it too
-                token.backend_class.run_sync_soon(scope.cancel, (), token.native_token)
+            call_soon(token, scope.cancel)  # if its loop has ended, the run has too
 
     def unfinished(self) -> list[str]:
         """Return the names of the tasks that have not ended yet."""

@@ -1,13 +1,14 @@
-"""Awaiting a ``concurrent.futures.Future`` from any anyio event loop."""
+"""Awaiting a ``concurrent.futures.Future`` from any anyio event loop, and calling into a loop
+from any thread."""
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
-from anyio.lowlevel import current_token
+from anyio.lowlevel import EventLoopToken, current_token
 
 T = TypeVar("T")
 
@@ -29,9 +30,18 @@ async def wait_future(future: Future[T]) -> T:
         def wake(_: Future[T]) -> None:
             # A pool's manager thread calls this; it must never block on the loop. If the
             # loop has ended, nobody is waiting any more.
-            with contextlib.suppress(anyio.RunFinishedError):
-                token.backend_class.run_sync_soon(event.set, (), token.native_token)
+            call_soon(token, event.set)
 
         future.add_done_callback(wake)
         await event.wait()
     return future.result()
+
+
+def call_soon(token: EventLoopToken, func: Callable[..., object], *args: Any) -> bool:
+    """Have the event loop of ``token`` call ``func(*args)`` soon, from any thread, without
+    ever blocking; return ``False`` if that loop has ended (and so nothing will be called)."""
+    try:
+        token.backend_class.run_sync_soon(func, args, token.native_token)
+    except anyio.RunFinishedError:
+        return False
+    return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import signal
 import threading
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
@@ -16,7 +15,7 @@ import anyio.to_thread
 from .._callables import module_name
 from .._checks import check_choice, check_int
 from .._config import available_cpus, default_start_method
-from .._exceptions import OffloadError, WorkerCrashed
+from .._exceptions import OffloadError, WorkerCrashed, killed_by
 from . import _fork_server as fork_server
 from ._base import Executor
 from ._can_start import check_can_start_workers
@@ -255,10 +254,8 @@ def _describe_exit(exitcode: int | None) -> str:
         return "its exit code is unknown"
     if exitcode >= 0:
         return f"it exited with code {exitcode} (os._exit() or a fatal error in native code)"
-    try:
-        name = signal.Signals(-exitcode).name
-    except ValueError:
-        name = f"signal {-exitcode}"
+    killer = killed_by(exitcode)
+    name = f"signal {-exitcode}" if killer is None else killer.name
     hint = {
         "SIGKILL": "; SIGKILL often means the system ran out of memory and killed it",
         "SIGSEGV": "; a crash in native code (a C extension or ctypes)",
