@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test coverage lint format demo bench soak docs clean
+.PHONY: install test test-frameworks coverage lint format demo bench soak docs clean
 
 install: $(STAMP)
 
@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml
 
 # The Dask tests start a real cluster; they run as a step of their own after the main suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not dask"
-	$(BIN)/python -m pytest -m dask
+	$(BIN)/python -m pytest -m "not dask" --ignore=tests/frameworks
+	$(BIN)/python -m pytest -m dask --ignore=tests/frameworks
+
+# Each framework's tests against its real package, in an environment of its own (noxfile.py).
+test-frameworks: $(STAMP)
+	$(BIN)/nox --no-color
 
 coverage: $(STAMP)
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -m "not dask" -q
+	$(BIN)/coverage run -m pytest -m "not dask" -q --ignore=tests/frameworks
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 

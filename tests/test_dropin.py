@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
+import anyio
 import pytest
+import starlette.background
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,3 +94,55 @@ def test_fastapi_accepts_offload_tasks_as_a_response_background() -> None:
     with TestClient(app) as client:
         assert client.get("/").json() == {"ok": True}
     assert log == ["first", "second"]
+
+
+# Starlette's own tasks, and what an app makes of them.
+
+
+def record(log: list[str], name: str) -> None:
+    log.append(f"{name} {threading.current_thread() is not threading.main_thread()}")
+
+
+def test_func_may_be_given_by_keyword_as_in_starlette() -> None:
+    log: list[str] = []
+    task = BackgroundTask(func=record, log=log, name="task")
+    tasks = BackgroundTasks()
+    tasks.add_task(func=record, log=log, name="added")
+    assert task.func is record
+    anyio_run_all([task, *tasks.tasks])
+    assert log == ["task True", "added True"]
+
+
+def anyio_run_all(tasks: list[BackgroundTask]) -> None:
+    anyio.run(BackgroundTasks(tasks))
+
+
+def test_starlette_tasks_are_unpacked_to_their_function() -> None:
+    log: list[str] = []
+    tasks = BackgroundTasks([starlette.background.BackgroundTask(record, log, "plain")])
+    assert [task.func for task in tasks.tasks] == [record]
+    assert tasks.tasks[0].name == "record"  # named by the function, not a repr of the wrapper
+    anyio_run_all(tasks.tasks)
+    assert log == ["plain True"]  # a sync function: on offload's thread executor
+
+
+def test_a_task_class_that_overrides_call_is_run_whole() -> None:
+    log: list[str] = []
+
+    class Retried(starlette.background.BackgroundTask):
+        async def __call__(self) -> None:
+            log.append("around")
+            await super().__call__()
+
+    tasks = BackgroundTasks([Retried(record, log, "wrapped")])
+    assert tasks.tasks[0].is_async
+    anyio_run_all(tasks.tasks)
+    assert log == ["around", "wrapped True"]  # the subclass's __call__ ran, then Starlette's
+
+
+def test_a_task_class_that_only_extends_a_framework_one_is_unpacked() -> None:
+    class Named(starlette.background.BackgroundTask):
+        pass
+
+    tasks = BackgroundTasks([Named(record, [], "x")])
+    assert tasks.tasks[0].func is record

@@ -1,14 +1,17 @@
 """Other frameworks' background tasks, seen as the calls offload runs.
 
-Starlette's, FastAPI's and Lilya's task objects carry ``func``, ``args`` and ``kwargs``; their
-task lists carry ``tasks``. offload runs each such task as its own call, so that the executor
-choice, ``thread_limit``, pickling and names apply to it as to offload's own tasks.
+Starlette's, FastAPI's, Lilya's, Ravyn's, Litestar's and Hypern's task objects carry a function
+(``func``, ``fn`` or ``function``) with ``args`` and ``kwargs``; their task lists carry
+``tasks``. offload runs each such task as its own call, so that the executor choice,
+``thread_limit``, pickling and names apply to it as to offload's own tasks. A task whose class
+was written by the app (a subclass that overrides ``__call__``) is run whole, as it would be
+by its framework.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ._callables import is_async_callable
 from ._checks import check_callable, check_no_arguments
@@ -16,33 +19,76 @@ from ._checks import check_callable, check_no_arguments
 #: One call: a function, its positional and its keyword arguments.
 Unpacked = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
+#: Where each framework's task object keeps its function.
+FUNCTION_ATTRIBUTES = ("func", "fn", "function")
+
+#: Task list attributes that ask for the tasks to run at once: Lilya's ``Tasks(as_group=True)``,
+#: Litestar's ``BackgroundTasks(run_in_task_group=True)``.
+GROUP_FLAGS = ("as_group", "run_in_task_group")
+
+#: The packages whose task classes offload unpacks; a subclass from anywhere else that
+#: overrides ``__call__`` is run whole.
+FRAMEWORKS = ("starlette", "fastapi", "lilya", "ravyn", "esmerald", "litestar", "ellar", "hypern")
+
 
 def task_list_items(item: object) -> Iterable[object] | None:
     """Return the tasks of another framework's task list, or ``None`` if ``item`` is none."""
     tasks = getattr(item, "tasks", None)
-    return tasks if isinstance(tasks, Iterable) else None
+    return tasks if isinstance(tasks, Iterable) and not isinstance(tasks, str | bytes) else None
+
+
+def runs_as_group(task_list: object) -> bool:
+    """Whether another framework's task list asks for its tasks to run at once."""
+    return any(getattr(task_list, flag, False) is True for flag in GROUP_FLAGS)
 
 
 def unpack(item: object) -> Unpacked:
     """Return the call another framework's task object stands for, or that of a plain
-    zero-argument callable.
+    zero-argument callable (a task object the app's own class changes is one).
 
     :raises TypeError: if ``item`` is neither, naming what it is and what would do
     """
-    if all(hasattr(item, a) for a in ("func", "args", "kwargs")) and _func_runs_as_is(item):
-        return item.func, tuple(item.args), dict(item.kwargs)  # type: ignore[attr-defined]
+    func = _function_of(item)
+    if func is not None and _runs_as_its_framework_would(item, func):
+        args, kwargs = getattr(item, "args", ()), getattr(item, "kwargs", {})
+        return func, tuple(args or ()), dict(kwargs or {})
     check_callable(item, "a background task list")
     check_no_arguments(item)  # type: ignore[arg-type]
     return item, (), {}  # type: ignore[return-value]
 
 
-def _func_runs_as_is(task: object) -> bool:
-    """Whether a Starlette-style task's ``func`` can be run on its own, without the task.
+def _function_of(item: object) -> Callable[..., Any] | None:
+    if not (hasattr(item, "args") and hasattr(item, "kwargs")):
+        return None
+    for attribute in FUNCTION_ATTRIBUTES:
+        func: Any = getattr(item, attribute, None)
+        if callable(func):
+            return cast("Callable[..., Any]", func)
+    return None
 
-    Lilya's task wraps a sync function in an adapter that returns an awaitable without being
-    a coroutine function, so run as a sync call it would silently do nothing; such a task is
-    run whole instead (it is itself an async callable). Starlette's and FastAPI's tasks say
-    which kind their ``func`` is with ``is_async``.
+
+def _runs_as_its_framework_would(task: object, func: Callable[..., Any]) -> bool:
+    """Whether running ``func`` with the task's arguments does what awaiting the task does.
+
+    Not when the app's own subclass overrides ``__call__`` (it may retry, log, or bind a
+    context around the call), nor when the framework wraps a sync function in an adapter
+    that returns an awaitable without being a coroutine function: run as a sync call it
+    would do nothing. Starlette's and FastAPI's tasks say which kind their function is
+    with ``is_async``.
     """
-    func = task.func  # type: ignore[attr-defined]
+    call = _call_method_of(type(task))
+    if call is not None and not _from_a_framework(call):
+        return False
     return is_async_callable(func) or hasattr(task, "is_async") or not is_async_callable(task)
+
+
+def _call_method_of(cls: type) -> object:
+    for base in cls.__mro__:
+        if "__call__" in base.__dict__:
+            return base.__dict__["__call__"]
+    return None
+
+
+def _from_a_framework(function: object) -> bool:
+    module = getattr(function, "__module__", None) or ""
+    return module.partition(".")[0] in FRAMEWORKS

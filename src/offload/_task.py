@@ -16,7 +16,7 @@ from ._checks import check_callable, check_choice
 from ._config import Concurrency, OnError
 from ._default import current_runtime
 from ._detached import Reservation
-from ._foreign import task_list_items, unpack
+from ._foreign import runs_as_group, task_list_items, unpack
 from ._options import (
     NO_OPTIONS,
     ExecutorSpec,
@@ -72,7 +72,8 @@ class BackgroundTask:
     runs_on: ExecutorSpec | None
     _name: str | None
 
-    def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+    # ``func`` may be given by keyword, as Starlette's and Lilya's tasks allow.
+    def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
         check_callable(func, "BackgroundTask()")
         _init(self, func, args, kwargs)
 
@@ -267,8 +268,11 @@ class BackgroundTasks:
         else:
             self.detach = detach
         if tasks:
-            for task in _as_tasks(tasks):
+            groups: list[bool] = []
+            for task in _as_tasks(tasks, groups):
                 self._append(task, runtime)
+            if concurrency is None and any(groups):  # another framework's list asked for it
+                self.concurrency = "group"
 
     @property
     def detach(self) -> bool:
@@ -303,9 +307,7 @@ class BackgroundTasks:
             self._drop_reservation()
         self._detached = value
 
-    def add_task(
-        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> BackgroundTask:
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> BackgroundTask:
         """Append ``func(*args, **kwargs)`` and return the new task (for ``.set(...)``).
 
         :raises TypeError: if ``func`` is not callable, or is a coroutine object
@@ -405,8 +407,12 @@ class BackgroundTasks:
         return f"<BackgroundTasks {[task.name for task in self.tasks]!r}>"
 
 
-def _as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
-    """Turn each item into offload tasks: see :class:`BackgroundTasks` for what is accepted."""
+def _as_tasks(items: Iterable[object], groups: list[bool]) -> Iterator[BackgroundTask]:
+    """Turn each item into offload tasks: see :class:`BackgroundTasks` for what is accepted.
+
+    :param groups: gets, for each other framework's task list met, whether it asks for its
+        tasks to run at once
+    """
     for item in items:
         if isinstance(item, BackgroundTask):
             yield item
@@ -414,6 +420,7 @@ def _as_tasks(items: Iterable[object]) -> Iterator[BackgroundTask]:
             item._drop_reservation()  # its tasks join this list: they are counted once, here
             yield from item.tasks
         elif (tasks := task_list_items(item)) is not None:
-            yield from _as_tasks(tasks)
+            groups.append(runs_as_group(item))
+            yield from _as_tasks(tasks, groups)
         else:
             yield _new_task(*unpack(item))
