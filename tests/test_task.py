@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from typing import Any
 
@@ -214,3 +215,32 @@ def test_setting_a_name_renames_a_task_already_named() -> None:
     task.set(name="mail")
     assert task.name == "mail"
     assert repr(task) == "<BackgroundTask 'mail'>"
+
+
+def test_every_task_has_a_unique_id_of_32_hex_characters() -> None:
+    tasks = [BackgroundTask(send, "x") for _ in range(1000)]
+    ids = {task.id for task in tasks}
+    assert len(ids) == 1000
+    assert all(len(task_id) == 32 and int(task_id, 16) >= 0 for task_id in ids)
+
+
+async def test_a_report_carries_its_tasks_id() -> None:
+    tasks = BackgroundTasks()
+    first, second = tasks.add_task(send, "a"), tasks.add_task(send, "b")
+    await tasks()
+    assert [report.id for report in tasks.reports] == [first.id, second.id]
+
+
+def test_a_forked_process_makes_ids_of_its_own() -> None:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id and leave at once
+        os.write(writer, BackgroundTask(send, "x").id.encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader) as pipe:
+        child_id = pipe.read()
+    parent_id = BackgroundTask(send, "x").id
+    assert len(child_id) == 32
+    assert child_id[:16] != parent_id[:16]

@@ -28,6 +28,11 @@ class Call(Protocol):
     def kwargs(self) -> Mapping[str, Any]: ...
 
     @property
+    def id(self) -> str:
+        """The task's unique id."""
+        ...
+
+    @property
     def name(self) -> str:
         """The name reports and logs show."""
         ...

@@ -10,6 +10,7 @@ Status = Literal["succeeded", "failed", "timed_out", "skipped"]
 class TaskReport(NamedTuple):
     """How one task of a run ended: a frozen record, cheap to make (one per task).
 
+    :ivar id: the task's id (:attr:`BackgroundTask.id`)
     :ivar name: the task's name (its ``name`` option, else the function's qualified name)
     :ivar executor: the name of the executor that ran it, or would have
     :ivar status: ``"succeeded"``, ``"failed"``, ``"timed_out"`` or ``"skipped"`` (it did not
@@ -20,6 +21,7 @@ class TaskReport(NamedTuple):
     :ivar attempts: how many times it was started (more than one after retries)
     """
 
+    id: str
     name: str
     executor: str
     status: Status

@@ -125,7 +125,7 @@ class TaskRun:
             reports = self._reports = [
                 outcome
                 if isinstance(outcome, TaskReport)
-                else TaskReport(task.name, executor.name, *(outcome or _SKIPPED))
+                else TaskReport(task.id, task.name, executor.name, *(outcome or _SKIPPED))
                 for task, executor, outcome in zip(
                     self.tasks, self.executors, self._outcomes, strict=True
                 )
@@ -253,7 +253,8 @@ class TaskRun:
         if hook is None:
             self._outcomes[index] = outcome
             return
-        report = TaskReport(self.tasks[index].name, self.executors[index].name, *outcome)
+        task = self.tasks[index]
+        report = TaskReport(task.id, task.name, self.executors[index].name, *outcome)
         self._outcomes[index] = report
         try:
             hook(report)

@@ -17,6 +17,7 @@ from ._config import Concurrency, OnError
 from ._default import current_runtime
 from ._detached import Reservation
 from ._foreign import runs_as_group, task_list_items, unpack
+from ._ids import new_id
 from ._options import (
     NO_OPTIONS,
     ExecutorSpec,
@@ -41,6 +42,7 @@ class BackgroundTask:
     coroutine function on the event loop, anything else in a thread, unless an executor
     is chosen with :meth:`set`, ``@task_options`` or the config.
 
+    :ivar id: a unique string of 32 hex characters, made with the task; its report has it too
     :ivar runs_on: the executor the task itself, its function or its list chose (a name or
         an instance), once it has joined a list or been given one; ``None`` leaves the
         choice to the config of the runtime that runs it
@@ -53,6 +55,7 @@ class BackgroundTask:
         "args",
         "defaults",
         "func",
+        "id",
         "is_async",
         "kwargs",
         "list_choice",
@@ -61,6 +64,7 @@ class BackgroundTask:
         "runs_on",
     )
 
+    id: str
     func: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -170,6 +174,7 @@ def _new_task(
 def _init(
     task: BackgroundTask, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
+    task.id = new_id()
     task.func = func
     task.args = args
     task.kwargs = kwargs
