@@ -146,3 +146,13 @@ def start_grandchild_then_hang(pid_file: str, how: str) -> None:
         child_pid = child.pid or 0
     Path(pid_file).write_text(str(child_pid))
     _sleep_forever()
+
+
+def report_progress_then_wait(go_on: str) -> None:
+    """Say how far it has got, wait until the file ``go_on`` exists, then say it is done."""
+    import offload
+
+    offload.set_progress(5, 7, "halfway")
+    while not Path(go_on).exists():
+        time.sleep(0.01)
+    offload.set_progress(7, 7, "done")

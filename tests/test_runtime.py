@@ -407,7 +407,8 @@ async def test_configure_on_an_event_loop_leaves_the_old_default_to_exit(
 def test_a_runtime_shows_only_its_documented_methods() -> None:
     public = {name for name in dir(Runtime) if not name.startswith("_")}
     # What users call, then what task lists, runs and test recorders talk to it through.
-    assert public == {"aclose", "config", "default_executor", "executor"} | {
+    assert public == {"aclose", "cancel", "config", "executor", "status", "statuses"} | {
+        "default_executor",
         "check_detach",
         "ensure_started",
         "intercept",

@@ -14,10 +14,14 @@ from ._exceptions import (
     TaskTimeout,
     WorkerCrashed,
 )
+from ._handles import cancel, status, statuses
 from ._lifespan import lifespan
 from ._options import task_options
+from ._progress import Progress, set_progress
 from ._report import TaskReport
 from ._runtime import Runtime
+from ._status import TaskStatus
+from ._status_app import status_app
 from ._task import BackgroundTask, BackgroundTasks
 from .executors import Executor, InlineExecutor, ThreadExecutor, register_executor
 
@@ -38,14 +42,21 @@ __all__ = [
     "Overloaded",
     "PoolExecutor",
     "ProcessExecutor",
+    "Progress",
     "Runtime",
     "TaskReport",
+    "TaskStatus",
     "TaskTimeout",
     "ThreadExecutor",
     "WorkerCrashed",
+    "cancel",
     "configure",
     "lifespan",
     "register_executor",
+    "set_progress",
+    "status",
+    "status_app",
+    "statuses",
     "task_options",
 ]
 

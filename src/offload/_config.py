@@ -59,6 +59,9 @@ class OffloadConfig:
     :param max_pending: bound on detached work; past it scheduling raises ``Overloaded``
     :param shutdown_timeout: seconds a ``Runtime`` waits for in-flight tasks when it closes
     :param on_report: called with every ``TaskReport``
+    :param keep_statuses: how many ended tasks' statuses a runtime keeps, for
+        ``offload.status(id)`` (the oldest are forgotten first); pending and running ones
+        are always kept
     :param dask_address: address of the Dask scheduler the ``"dask"`` executor connects to,
         e.g. ``"tcp://10.0.0.5:8786"``; needs ``pip install offload[dask]``
     :raises ConfigError: if a value is invalid
@@ -79,6 +82,7 @@ class OffloadConfig:
     max_pending: int | None = None
     shutdown_timeout: float = 30.0
     on_report: Callable[[TaskReport], object] | None = None
+    keep_statuses: int = 1000
     dask_address: str | None = None
 
     def __post_init__(self) -> None:
@@ -98,6 +102,7 @@ class OffloadConfig:
         if not isinstance(self.detach, bool):
             raise ConfigError(f"detach must be True or False, got {self.detach!r}")
         check_int("max_pending", self.max_pending, optional=True)
+        check_int("keep_statuses", self.keep_statuses, minimum=0)
         check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
         if self.on_report is not None and not callable(self.on_report):
             raise ConfigError(f"on_report must be a callable or None, got {self.on_report!r}")
@@ -321,6 +326,7 @@ _KINDS: dict[str, Any] = {
     "max_pending": int,
     "shutdown_timeout": float,
     "on_report": Callable,
+    "keep_statuses": int,
     "dask_address": str,
 }
 _OPTIONAL = {"max_tasks_per_child", "task_timeout", "max_pending", "on_report", "dask_address"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-Status = Literal["succeeded", "failed", "timed_out", "skipped"]
+Status = Literal["succeeded", "failed", "timed_out", "skipped", "cancelled"]
 
 
 class TaskReport(NamedTuple):
@@ -13,8 +13,9 @@ class TaskReport(NamedTuple):
     :ivar id: the task's id (:attr:`BackgroundTask.id`)
     :ivar name: the task's name (its ``name`` option, else the function's qualified name)
     :ivar executor: the name of the executor that ran it, or would have
-    :ivar status: ``"succeeded"``, ``"failed"``, ``"timed_out"`` or ``"skipped"`` (it did not
-        run to its end because an earlier failure ended the run)
+    :ivar status: ``"succeeded"``, ``"failed"``, ``"timed_out"``, ``"skipped"`` (it did not
+        run to its end because an earlier failure ended the run) or ``"cancelled"``
+        (:func:`offload.cancel`)
     :ivar error: the exception of a failed or timed-out task, else ``None``
     :ivar started_at: Unix time of the first attempt's start; ``None`` if it never started
     :ivar duration: seconds from the first attempt's start to the end of the last one

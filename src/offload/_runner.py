@@ -1,4 +1,5 @@
-"""TaskRun: runs a resolved task list — order, error policy, timeouts, retries, reports."""
+"""TaskRun: runs a resolved task list — order, error policy, timeouts, retries, reports —
+and answers for its tasks while it runs: their status, progress and cancellation."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskStatus
+from anyio.abc import TaskStatus as StartedStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
 from ._call import Call
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
 from ._options import ExecutorSpec
+from ._progress import Progress, current_task
 from ._report import Status, TaskReport
+from ._status import State, TaskStatus
 from .executors._futures import call_soon
 
 if TYPE_CHECKING:
@@ -85,10 +88,21 @@ class TaskRun:
         self._first_error: BaseException | None = None
         self._ready: set[Executor] = set()  # the executors this run knows to be started
         self._cancel_group: anyio.CancelScope | None = None
-        # Where an in-place run runs, so that a closing runtime can cancel it from anywhere.
+        # Where the run runs, so that a closing runtime (or a task's cancel) reaches it from
+        # any thread; a new scope after a task's own cancel, for the rest of the list.
         self._scope: anyio.CancelScope | None = None
         self._token: EventLoopToken | None = None
         self._thread = 0
+        self._drained = False  # cancelled by its closing runtime: the rest does not run
+        # What a status is made of, while the tasks run (dicts: only what happened is kept).
+        self._created_at = time.time()
+        self._started: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}
+        self._results: dict[int, Any] = {}
+        self._progress: dict[int, Progress] = {}
+        self._cancelled: set[int] = set()
+        self._next = 0  # in a sequential run, the task that runs next
+        self._child_scopes: dict[int, anyio.CancelScope] = {}  # in a group, each task's
 
     async def run(self) -> None:
         """Run the tasks, unless the runtime intercepts task lists (as a test recorder does)."""
@@ -106,13 +120,13 @@ class TaskRun:
         :param detached: whether the runtime runs this list itself; it then counts the list
             as in flight, cancels it, and names the tasks it cancels, on its own
         """
+        statuses = self.runtime.status_book
+        statuses.scheduled(self)
         try:
-            if detached:  # the runtime's supervisor cancels it, and names what it cancels
-                await self._run_all()
-            else:
-                await self._run_in_place()
+            await self._run_scoped(detached)
         finally:
             self._end()
+            statuses.ended(self)
         self._raise_per_policy()
 
     @property
@@ -140,48 +154,137 @@ class TaskRun:
             if outcome is None:
                 self._report(index, _SKIPPED)
 
-    async def _run_in_place(self) -> None:
+    async def _run_scoped(self, detached: bool) -> None:
+        """Run the tasks in a cancel scope of the run's own.
+
+        An in-place run (``detached=False``) is counted by the runtime as in flight; a
+        detached one is the supervisor's to cancel, which names what it cancels.
+        """
         runtime = self.runtime
         self._thread, self._token = threading.get_ident(), current_token()
-        with anyio.CancelScope() as self._scope:
+        if not detached:
             runtime.track(self)
-            try:
-                await self._run_all()
-            except anyio.get_cancelled_exc_class():
-                # Not when the runtime cancelled it: the runtime names the tasks itself.
-                if not self._scope.cancel_called:
-                    self._log_cancelled()
-                raise
-            finally:
+        try:
+            while True:
+                with anyio.CancelScope() as self._scope:
+                    try:
+                        await self._run_all()
+                    except anyio.get_cancelled_exc_class():
+                        # Not when its runtime or offload.cancel() did: they name the tasks.
+                        if not detached and not self._scope.cancel_called:
+                            self._log_cancelled()
+                        raise
+                if not self._scope.cancelled_caught or self._drained:
+                    return
+                # offload.cancel() stopped one task: the rest of the list runs on.
+        finally:
+            if not detached:
                 runtime.untrack(self)
 
     async def _run_all(self) -> None:
+        tasks = len(self.tasks)
         if self.concurrency == "sequential":
             run_one = self._run_one
-            for index in range(len(self.tasks)):
+            while (index := self._next) < tasks:
                 if self._first_error is not None and self._stops:
                     break
+                self._next = index + 1
                 await run_one(index)
             return
         async with anyio.create_task_group() as group:
             self._cancel_group = group.cancel_scope
             if _starts_in_spawn_order():
-                for index in range(len(self.tasks)):
-                    group.start_soon(self._run_one, index)
+                for index in range(tasks):
+                    group.start_soon(self._run_child, index)
             else:
-                for index in range(len(self.tasks)):
+                for index in range(tasks):
                     # One at a time, so that they start in declaration order all the same.
-                    await group.start(self._run_one, index)
+                    await group.start(self._run_child, index)
+
+    async def _run_child(
+        self, index: int, *, task_status: StartedStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        # A scope of its own, so that offload.cancel() can stop this task alone.
+        with anyio.CancelScope() as self._child_scopes[index]:
+            await self._run_one(index, task_status=task_status)
 
     def cancel(self) -> None:
-        """Cancel an in-place run, from any thread: it ends as cancelled on its own loop."""
-        scope, token = self._scope, self._token
-        if scope is None or token is None:
+        """Cancel the run, from any thread, as its closing runtime does: it ends as cancelled
+        on its own loop, and its tasks that did not end are reported ``skipped``."""
+        self._drained = True
+        self._on_its_loop(self._stop_running)
+
+    def cancel_task(self, index: int) -> bool:
+        """Cancel the task at ``index``, from any thread: a pending one never starts, a
+        running one is stopped as its executor can stop it; the rest of the list runs on.
+
+        :return: ``False`` if the task has ended already
+        """
+        if self._outcomes[index] is not None or self._ended:
+            return False
+        self._cancelled.add(index)
+        self._on_its_loop(self._stop_cancelled, index)
+        return True
+
+    def record_progress(self, index: int, progress: Progress) -> None:
+        """Keep what the task at ``index`` says of its progress; from any thread."""
+        self._progress[index] = progress
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The ids of the run's tasks, in order."""
+        return [task.id for task in self.tasks]
+
+    def status(self, index: int) -> TaskStatus:
+        """Return the status of the task at ``index`` now."""
+        task, outcome = self.tasks[index], self._outcomes[index]
+        state: State
+        error: BaseException | None = None
+        ended_at: float | None = None
+        if outcome is not None:
+            state, error, started_at, duration, attempts = (
+                outcome[3:] if isinstance(outcome, TaskReport) else outcome
+            )
+            if started_at is not None:
+                ended_at = started_at + duration
+        else:
+            started_at, attempts = self._started.get(index), self._attempts.get(index, 0)
+            state = "running" if started_at is not None else "skipped" if self._ended else "pending"
+        return TaskStatus(
+            id=task.id,
+            name=task.name,
+            executor=self.executors[index].name,
+            state=state,
+            progress=self._progress.get(index),
+            attempts=attempts,
+            created_at=self._created_at,
+            started_at=started_at,
+            ended_at=ended_at,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            result=self._results.get(index),
+        )
+
+    def _on_its_loop(self, action: Callable[..., object], *args: Any) -> None:
+        token = self._token
+        if token is None:  # not started yet: it will see what was asked when it does
             return
         if threading.get_ident() == self._thread:
-            scope.cancel()
+            action(*args)
         else:
-            call_soon(token, scope.cancel)  # if its loop has ended, the run has too
+            call_soon(token, action, *args)  # if its loop has ended, the run has too
+
+    def _stop_running(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _stop_cancelled(self, index: int) -> None:
+        if self._outcomes[index] is not None or index not in self._started:
+            return  # ended meanwhile, or not started: it will not start
+        if self.concurrency == "sequential":
+            if self._scope is not None and self._next == index + 1:
+                self._scope.cancel()
+        elif (scope := self._child_scopes.get(index)) is not None:
+            scope.cancel()
 
     def unfinished(self) -> list[str]:
         """Return the names of the tasks that have not ended yet."""
@@ -196,8 +299,12 @@ class TaskRun:
         return self.on_error in ("raise", "stop")
 
     async def _run_one(
-        self, index: int, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, index: int, *, task_status: StartedStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        if self._cancelled and index in self._cancelled:  # cancelled before it started
+            task_status.started()
+            self._report(index, ("cancelled", None, None, 0.0, 0))
+            return
         task, executor = self.tasks[index], self.executors[index]
         config = self.config
         timeout, retries = task.timeout, task.retries
@@ -206,7 +313,10 @@ class TaskRun:
         if retries is None:
             retries = config.retries
         started_at, start = time.time(), time.perf_counter()
+        self._started[index] = started_at
         attempts = 0
+        result: Any = None
+        context = current_task.set((self, index))  # where set_progress() sends its progress
         try:
             if self._cancel_group is not None:
                 task_status.started()
@@ -217,7 +327,8 @@ class TaskRun:
                 self._ready.add(executor)
             while True:
                 attempts += 1
-                error = await _attempt(task, executor, timeout)
+                self._attempts[index] = attempts
+                error, result = await _attempt(task, executor, timeout)
                 # An unpicklable call fails the same way every time: no point in retrying.
                 if error is None or attempts > retries or isinstance(error, NotPicklable):
                     break
@@ -230,13 +341,19 @@ class TaskRun:
                 )  # fmt: skip
                 await anyio.sleep(delay)  # cancellable: a drain or a failing sibling ends it
         except anyio.get_cancelled_exc_class():
-            if attempts and self._first_error is not None:  # a failing sibling cancelled it
-                duration = time.perf_counter() - start
+            duration = time.perf_counter() - start
+            if index in self._cancelled:  # offload.cancel()
+                self._report(index, ("cancelled", None, started_at, duration, attempts))
+            elif attempts and self._first_error is not None:  # a failing sibling cancelled it
                 self._report(index, ("skipped", None, started_at, duration, attempts))
             raise
         except Exception as exc:  # the executor itself failed to start
             error = exc
+        finally:
+            current_task.reset(context)
         if error is None:
+            if result is not None:
+                self._results[index] = result
             duration = time.perf_counter() - start
             self._report(index, ("succeeded", None, started_at, duration, attempts))
             return
@@ -292,8 +409,11 @@ class TaskRun:
             )
 
 
-async def _attempt(task: Call, executor: Executor, time_limit: float | None) -> Exception | None:
-    """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time).
+async def _attempt(
+    task: Call, executor: Executor, time_limit: float | None
+) -> tuple[Exception | None, Any]:
+    """Run ``task`` once; return what it raised (a :exc:`TaskTimeout` if it ran out of time)
+    and what it returned.
 
     The executor's :meth:`~offload.Executor.explain_timeout` may end the :exc:`TaskTimeout`
     message (the thread executor's says which hung tasks held the thread limit).
@@ -303,26 +423,26 @@ async def _attempt(task: Call, executor: Executor, time_limit: float | None) -> 
     server (or the event loop) for the sake of one background task, which nobody could tell
     from a crash. Cancellation is not the task's: it goes on up.
     """
+    result: Any = None
     try:
         if time_limit is None:
-            await executor.run(task)
-            return None
+            return None, await executor.run(task)
         with anyio.move_on_after(time_limit) as scope:
-            await executor.run(task)
+            result = await executor.run(task)
     except Exception as exc:
-        return exc
+        return exc, None
     except (anyio.get_cancelled_exc_class(), GeneratorExit):
         raise
     except BaseException as exc:
-        return _exit_as_failure(task, exc)
+        return _exit_as_failure(task, exc), None
     if scope.cancelled_caught:
         message = (
             f"background task {task.name!r} timed out after {time_limit}s "
             f"on the {executor.name} executor"
         )
         reason = executor.explain_timeout(task)
-        return TaskTimeout(f"{message}: {reason}" if reason else message)
-    return None
+        return TaskTimeout(f"{message}: {reason}" if reason else message), None
+    return None, result
 
 
 def _starts_in_spawn_order() -> bool:

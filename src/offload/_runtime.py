@@ -16,6 +16,7 @@ from ._config import OffloadConfig
 from ._detached import Named, Run, Supervisor, Ticket
 from ._exceptions import OffloadError, Overloaded
 from ._options import ExecutorSpec, resolve_executor
+from ._status import StatusBook, TaskStatus
 from .executors._base import Executor
 from .executors._futures import wait_future
 from .executors._registry import AUTO, check_executor_name, create_executor
@@ -88,6 +89,8 @@ class Runtime:
         self._supervisor: Supervisor[Ticket] | None = None
         self._idle: Future[None] | None = None  # set once nothing runs, while closing
         self._interceptor: Callable[[Run], None] | None = None
+        #: The statuses of the tasks run with this runtime, for following them by id.
+        self.status_book = StatusBook(self._config.keep_statuses)
 
     @property
     def config(self) -> OffloadConfig:
@@ -145,6 +148,21 @@ class Runtime:
                 f"the offload Runtime is closed, so it starts no executor ({executor.name!r}); "
                 "run task lists while the runtime is entered, or enter it again"
             )
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """Return the status of a task run with this runtime; ``None`` if unknown or forgotten."""
+        return self.status_book.status(task_id)
+
+    def statuses(self) -> list[TaskStatus]:
+        """Return the statuses this runtime keeps, newest first."""
+        return self.status_book.statuses()
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a pending or running task of this runtime (see :func:`offload.cancel`).
+
+        :return: ``True`` if it was cancelled; ``False`` if it had ended, or is unknown
+        """
+        return self.status_book.cancel(task_id)
 
     def set_interceptor(self, interceptor: Callable[[Run], None] | None) -> None:
         """Hand every task list run with this runtime to ``interceptor`` instead of running

@@ -1,4 +1,5 @@
-"""Forwarding a worker's log records to the parent's loggers, one pipe per worker.
+"""Forwarding a worker's log records (and its task's progress) to the parent, one pipe per
+worker.
 
 A pipe per worker, rather than one queue shared by all, means a worker killed in the
 middle of sending a record can corrupt only its own pipe, never another worker's logging.
@@ -13,6 +14,8 @@ import threading
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from .._progress import Progress, deliver
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -29,6 +32,13 @@ class PipeHandler(logging.Handler):
             self.connection.send_bytes(pickle.dumps(_portable(record)))
         except Exception:
             self.handleError(record)
+
+    def send_progress(self, task_id: str, progress: Progress) -> None:
+        """Send a task's progress through the same pipe, in the handler's lock (the task's
+        threads may log at the same time)."""
+        message = (task_id, progress.done, progress.total, progress.message)
+        with self.lock:  # type: ignore[union-attr]  # made by logging.Handler.__init__
+            self.connection.send_bytes(pickle.dumps(message))
 
 
 def _portable(record: logging.LogRecord) -> dict[str, Any]:
@@ -103,7 +113,12 @@ def _forward_one(connection: Connection) -> bool:
     except (EOFError, OSError):
         return False
     try:
-        record = logging.makeLogRecord(pickle.loads(data))
+        message = pickle.loads(data)
+        if isinstance(message, tuple):  # a task's progress: (task_id, done, total, message)
+            task_id, done, total, text = message
+            deliver(task_id, Progress(done, total, text))
+            return True
+        record = logging.makeLogRecord(message)
     except Exception:  # a record cut short by a kill mid-send
         return True
     logger = logging.getLogger(record.name)

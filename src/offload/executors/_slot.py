@@ -104,13 +104,14 @@ class Slot:
                 f"its exit code was {self.exitcode}, see its output on stderr"
             ) from exc
 
-    def submit(self, payload: bytes) -> Future[Outcome]:
+    def submit(self, payload: bytes, task_id: str) -> Future[Outcome]:
         """Send a pickled call to the worker.
 
+        :param task_id: the task's id, which its progress comes back tagged with
         :raises BrokenProcessPool: if the worker has died since its last task
         """
         assert self._pool is not None, "spawn the slot's worker first"
-        return self._pool.submit(_worker.run_payload, payload)
+        return self._pool.submit(_worker.run_payload, payload, task_id)
 
     def kill(self) -> None:
         """Kill the worker and every process its task started, at once (SIGKILL): the only

@@ -9,9 +9,12 @@ import pickle
 import signal
 import sys
 import traceback
+from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection
 
 from .._call import run_to_end
+from .._progress import Progress, use_channel
 from ._lifeline import watch
 from ._logs import PipeHandler
 from ._pickling import Outcome
@@ -40,21 +43,40 @@ def initialize(
     # Handlers a preloaded module installed would print records the parent prints too.
     for handler in root.handlers[:]:
         root.removeHandler(handler)
-    root.addHandler(PipeHandler(log_connection))
+    global _to_parent
+    _to_parent = PipeHandler(log_connection)
+    root.addHandler(_to_parent)
     root.setLevel(log_level)
 
 
-def run_payload(payload: bytes) -> Outcome:
-    """Unpickle a task's call, run it, and pack what it returned or raised."""
+#: The pipe to the parent (log records, and the progress of the task running here).
+_to_parent: PipeHandler | None = None
+
+
+def run_payload(payload: bytes, task_id: str | None = None) -> Outcome:
+    """Unpickle a task's call, run it, and pack what it returned or raised.
+
+    :param task_id: the task's id: what it says with ``set_progress`` goes to the parent,
+        tagged with it, at once
+    """
+    if task_id is None or _to_parent is None:
+        send: Callable[[Progress], None] = _dropped
+    else:
+        send = partial(_to_parent.send_progress, task_id)
     try:
         func, args, kwargs = pickle.loads(payload)
-        result = run_to_end(func, args, kwargs)
+        with use_channel(send):
+            result = run_to_end(func, args, kwargs)
     except BaseException as exc:
         return _raised(exc)
     try:
         return ("returned", pickle.dumps(result, pickle.HIGHEST_PROTOCOL), "", "", "")
     except Exception as exc:
         return ("unpicklable", None, _type_name(result), f"{type(exc).__name__}: {exc}", "")
+
+
+def _dropped(progress: Progress) -> None:
+    """Where progress goes in a pool of the app's own: it has no pipe to the server."""
 
 
 def _raised(exc: BaseException) -> Outcome:

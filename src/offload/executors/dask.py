@@ -19,6 +19,8 @@ except ImportError as exc:  # pragma: no cover (the dask tests run with distribu
     ) from exc
 
 from .._exceptions import ConfigError, NotPicklable, OffloadError, WorkerCrashed
+from .._progress import Progress, deliver, open_route
+from ._dask_worker import TOPIC, run_reporting_progress
 from ._pickling import first_unpicklable
 from .pool import PoolExecutor
 
@@ -129,7 +131,8 @@ class DaskExecutor(PoolExecutor):
         """
         self.prepare(task)
         try:
-            return await super().run(task)
+            with open_route(task.id):  # the task's progress, while it runs, to its run
+                return await super().run(task)
         except KilledWorker as exc:
             raise WorkerCrashed(
                 f"dask worker {exc.last_worker.address} died while running task "
@@ -141,6 +144,10 @@ class DaskExecutor(PoolExecutor):
                 f"dask cancelled task {task.name!r} before it ended: the client closed or "
                 "lost its scheduler, or another client cancelled it"
             ) from None
+
+    def submit_to(self, pool: FuturesExecutor, task: Call) -> Future[Any]:
+        """Submit the call wrapped so that what it says with ``set_progress`` comes back."""
+        return pool.submit(run_reporting_progress, task.id, task.func, task.args, task.kwargs)
 
     def __repr__(self) -> str:
         return f"<DaskExecutor {self.name!r} {self._target!r}>"
@@ -157,6 +164,8 @@ class _ClientPool(FuturesExecutor):
         self.client = client
         # pure=False: Dask would otherwise name identical calls alike and run them once.
         self._executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+        # Progress that tasks send from the workers, handed to their runs as it comes.
+        client.subscribe_topic(TOPIC, _deliver_progress)  # type: ignore[no-untyped-call]
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         # One opaque callable (see DaskExecutor); Dask still names the key after fn.
@@ -169,6 +178,11 @@ class _ClientPool(FuturesExecutor):
 
     def __repr__(self) -> str:
         return f"<_ClientPool {self.client!r}>"
+
+
+def _deliver_progress(event: tuple[float, tuple[str, float, float | None, str | None]]) -> None:
+    _, (task_id, done, total, message) = event
+    deliver(task_id, Progress(done, total, message))
 
 
 def _connect(address: str, options: dict[str, Any]) -> _ClientPool:

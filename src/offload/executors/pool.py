@@ -121,10 +121,10 @@ class PoolExecutor(Executor):
         await self.start()
         pool = self._current_pool()
         try:
-            future = _submit(pool, task)
+            future = self.submit_to(pool, task)
         except BrokenExecutor as exc:  # broke before this task: it never ran, so retry once
             pool = await self._replace(pool, exc)
-            future = _submit(pool, task)
+            future = self.submit_to(pool, task)
         try:
             result = await wait_future(future)
         except anyio.get_cancelled_exc_class():
@@ -137,6 +137,14 @@ class PoolExecutor(Executor):
         if isinstance(pool, ProcessPoolExecutor):
             return unpack_outcome(result, task.name)
         return result
+
+    def submit_to(self, pool: FuturesExecutor, task: Call) -> Future[Any]:
+        """Submit ``task``'s call to ``pool``; a subclass may wrap it (Dask's does, to carry
+        progress back).
+
+        :raises BrokenExecutor: if the pool is broken
+        """
+        return _submit(pool, task)
 
     def _current_pool(self) -> FuturesExecutor:
         with self._lock:

@@ -16,6 +16,7 @@ from .._callables import module_name
 from .._checks import check_choice, check_int
 from .._config import available_cpus, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed, killed_by
+from .._progress import open_route
 from . import _fork_server as fork_server
 from ._base import Executor
 from ._can_start import check_can_start_workers
@@ -138,7 +139,8 @@ class ProcessExecutor(Executor):
         except anyio.ClosedResourceError:
             raise _closed_before(task) from None
         try:
-            return await self._run_in(slot, task, payload)
+            with open_route(task.id):  # the task's progress, while it runs, to its run
+                return await self._run_in(slot, task, payload)
         except anyio.ClosedResourceError:  # closed while its worker was being replaced
             raise _closed_before(task) from None
         finally:
@@ -150,10 +152,10 @@ class ProcessExecutor(Executor):
         if not slot.alive:  # crashed, killed or recycled after its last task
             await anyio.to_thread.run_sync(slot.spawn)
         try:
-            future = slot.submit(payload)
+            future = slot.submit(payload, task.id)
         except BrokenProcessPool:  # the worker died while idle: the task never reached it
             await anyio.to_thread.run_sync(_respawn, slot)
-            future = slot.submit(payload)
+            future = slot.submit(payload, task.id)
         try:
             outcome = await wait_future(future)
         except anyio.get_cancelled_exc_class():
