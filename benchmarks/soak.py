@@ -65,6 +65,10 @@ def count(report: TaskReport) -> None:
     reports[report.status] += 1
 
 
+#: Few, so that a soak ends far past them: the runtime must forget the oldest.
+KEEP_STATUSES = 100
+
+
 def make_app(directory: str, workers: int) -> Starlette:
     async def schedule(request: Request) -> PlainTextResponse:
         n = int(request.query_params["n"])
@@ -79,7 +83,10 @@ def make_app(directory: str, workers: int) -> Starlette:
 
     async def stats(request: Request) -> JSONResponse:
         workers = [process.pid for process in multiprocessing.active_children()]
-        return JSONResponse({"reports": reports, "pid": os.getpid(), "workers": workers})
+        kept = len(offload.statuses())
+        return JSONResponse(
+            {"reports": reports, "pid": os.getpid(), "workers": workers, "statuses": kept}
+        )
 
     @asynccontextmanager
     async def announce_shutdown(app: Starlette) -> AsyncIterator[None]:
@@ -87,7 +94,9 @@ def make_app(directory: str, workers: int) -> Starlette:
         # Exited after offload's runtime has drained: the shutdown was graceful.
         print("drained", flush=True)
 
-    config = offload.OffloadConfig(process_workers=workers, on_report=count)
+    config = offload.OffloadConfig(
+        process_workers=workers, on_report=count, keep_statuses=KEEP_STATUSES
+    )
     return Starlette(
         routes=[Route("/", schedule), Route("/stats", stats)],
         lifespan=offload.lifespan(config, announce_shutdown),
@@ -130,6 +139,7 @@ class Snapshot:
     """What the server reported at one moment, and its memory then."""
 
     reports: dict[str, int]
+    statuses: int
     server_mb: float
     workers_mb: float
     workers: int
@@ -139,6 +149,7 @@ class Snapshot:
         pids: list[int] = stats["workers"]
         return cls(
             dict(stats["reports"]),
+            stats["statuses"],
             rss_mb(stats["pid"]),
             sum(rss_mb(pid) for pid in pids),
             len(pids),
@@ -234,6 +245,9 @@ def soak(requests: int, clients: int, workers: int, max_growth: float) -> list[s
         problems.append(f"{len(missing)} task(s) never ran, {len(unexpected)} unexpected files")
     if outcomes != {"succeeded": 2 * requests}:
         problems.append(f"not every task succeeded exactly once: {outcomes}")
+    print(f"  statuses kept: {end.statuses} (keep_statuses={KEEP_STATUSES})")
+    if end.statuses > KEEP_STATUSES:
+        problems.append(f"the runtime kept {end.statuses} statuses, past keep_statuses")
     graceful = said.split() == ["drained"] and server.returncode == -signal.SIGTERM
     print(f"  shutdown on SIGTERM: {'graceful' if graceful else 'NOT graceful'}")
     if not graceful:

@@ -405,3 +405,31 @@ def test_offload_imports_dask_only_for_the_dask_executor() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Install it with: pip install offload[dask]" in result.stdout
+
+
+async def test_progress_from_a_dask_worker_reaches_the_server_while_it_runs(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    go_on = tmp_path / "go on"  # the workers share this machine's files
+    config = OffloadConfig(executor="dask", dask_address=cluster.address)
+    async with Runtime(config), anyio.create_task_group() as group:
+        tasks = BackgroundTasks()
+        task = tasks.add_task(process_tasks.report_progress_then_wait, str(go_on))
+        group.start_soon(tasks)
+
+        def progress() -> object:
+            status = offload.status(task.id)
+            return None if status is None else status.progress
+
+        try:
+            with anyio.fail_after(30):
+                await await_until(progress)
+            assert progress() == offload.Progress(5, 7, "halfway")
+            assert offload.status(task.id).state == "running"  # type: ignore[union-attr]
+        finally:
+            go_on.touch()
+        # The last progress may come before or after the result (Dask carries them apart):
+        # it lands either way.
+        with anyio.fail_after(30):
+            await await_until(lambda: offload.status(task.id).state == "succeeded")  # type: ignore[union-attr]
+            await await_until(lambda: progress() == offload.Progress(7, 7, "done"))

@@ -70,6 +70,28 @@ def test_recorder_lists_tasks_without_running_them(app: pytest.Pytester) -> None
     app.runpytest().assert_outcomes(passed=1)
 
 
+def test_recorded_tasks_have_ids_and_the_runtime_keeps_their_statuses(
+    app: pytest.Pytester,
+) -> None:
+    app.makepyfile(
+        """
+        from starlette.testclient import TestClient
+        from myapp import app
+
+        def test_signup(offload_runtime, offload_recorder):
+            with TestClient(app) as client:
+                assert client.get("/signup").status_code == 200
+            (task,) = offload_recorder.tasks
+            assert len(task.id) == 32
+            (report,) = offload_recorder.run_all()
+            assert report.id == task.id
+            assert offload_runtime.status(task.id).state == "succeeded"
+            assert [status.id for status in offload_runtime.statuses()] == [task.id]
+        """
+    )
+    app.runpytest().assert_outcomes(passed=1)
+
+
 def test_recorder_works_with_asgi_transport_on_both_backends(app: pytest.Pytester) -> None:
     app.makepyfile(
         """

@@ -23,4 +23,5 @@ def test_every_task_of_200_requests_runs_exactly_once_and_memory_stays_flat() ->
     assert result.returncode == 0, result.stdout + result.stderr
     assert "tasks: 400 of 400 ran (one file each); reports: {'succeeded': 400}" in result.stdout
     assert "shutdown on SIGTERM: graceful" in result.stdout
+    assert "statuses kept: 100 (keep_statuses=100)" in result.stdout
     assert result.stdout.rstrip().endswith("OK")

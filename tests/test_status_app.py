@@ -71,8 +71,13 @@ def test_progress_of_a_process_task_then_its_end(tmp_path: Path) -> None:
             *("created_at", "started_at", "ended_at"),
         }
         (tmp_path / "go on").touch()
-        ended = poll(client, f"/tasks/{task_id}", in_state("succeeded"))
-        assert ended["progress"] == {"done": 7, "total": 7, "message": "done"}
+        final = {"done": 7, "total": 7, "message": "done"}
+        ended = poll(
+            client,
+            f"/tasks/{task_id}",
+            lambda status: status["state"] == "succeeded" and status["progress"] == final,
+        )
+        assert (ended["state"], ended["progress"]) == ("succeeded", final)
         assert [status["id"] for status in client.get("/tasks/").json()] == [task_id]
 
 

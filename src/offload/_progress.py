@@ -13,6 +13,7 @@ Inside a task, :func:`set_progress` finds where to send what it is told:
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -65,6 +66,11 @@ current_task: ContextVar[tuple[ProgressSink, int] | None] = ContextVar(
 
 _channel = threading.local()  # in a worker process: how to send this thread's task's progress
 _routes: dict[str, tuple[ProgressSink, int]] = {}  # task id -> its run, for progress from afar
+# Routes of tasks that ended lately. A worker's last progress travels apart from its result
+# (a log pipe, a cluster topic), so it may arrive just after the task has ended.
+_ended_routes: OrderedDict[str, tuple[ProgressSink, int]] = OrderedDict()
+ENDED_ROUTES = 256
+_routes_lock = threading.Lock()
 
 
 def set_progress(done: float, total: float | None = None, message: str | None = None) -> None:
@@ -116,15 +122,22 @@ def open_route(task_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _routes.pop(task_id, None)
+        with _routes_lock:
+            _routes.pop(task_id, None)
+            _ended_routes[task_id] = running
+            if len(_ended_routes) > ENDED_ROUTES:
+                _ended_routes.popitem(last=False)
 
 
 def deliver(task_id: str, progress: Progress) -> None:
     """Hand progress that arrived from a worker to its task's run; any thread may call it.
 
-    Progress of a task that has ended, or is unknown, is dropped.
+    Progress of a task unknown here, or long ended, is dropped.
     """
     route = _routes.get(task_id)
+    if route is None:
+        with _routes_lock:
+            route = _ended_routes.get(task_id)
     if route is not None:
         sink, index = route
         sink.record_progress(index, progress)

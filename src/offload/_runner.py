@@ -94,13 +94,15 @@ class TaskRun:
         self._token: EventLoopToken | None = None
         self._thread = 0
         self._drained = False  # cancelled by its closing runtime: the rest does not run
-        # What a status is made of, while the tasks run (dicts: only what happened is kept).
+        # What a status is made of, while the tasks run; what most runs never need is made
+        # only when first needed.
         self._created_at = time.time()
         self._started: dict[int, float] = {}
-        self._attempts: dict[int, int] = {}
-        self._results: dict[int, Any] = {}
-        self._progress: dict[int, Progress] = {}
-        self._cancelled: set[int] = set()
+        self._retried: dict[int, int] | None = None  # attempts, of the tasks tried again
+        self._results: dict[int, Any] | None = None
+        self._progress: dict[int, Progress] | None = None
+        self._cancelled: set[int] | None = None
+        self._ids: dict[str, int] | None = None
         self._next = 0  # in a sequential run, the task that runs next
         self._child_scopes: dict[int, anyio.CancelScope] = {}  # in a group, each task's
 
@@ -162,6 +164,9 @@ class TaskRun:
         """
         runtime = self.runtime
         self._thread, self._token = threading.get_ident(), current_token()
+        sequential = self.concurrency == "sequential"
+        # Where set_progress() sends its progress; -1: the task running now.
+        context = current_task.set((self, -1)) if sequential else None
         if not detached:
             runtime.track(self)
         try:
@@ -180,6 +185,8 @@ class TaskRun:
         finally:
             if not detached:
                 runtime.untrack(self)
+            if context is not None:
+                current_task.reset(context)
 
     async def _run_all(self) -> None:
         tasks = len(self.tasks)
@@ -222,18 +229,31 @@ class TaskRun:
         """
         if self._outcomes[index] is not None or self._ended:
             return False
+        if self._cancelled is None:
+            self._cancelled = set()
         self._cancelled.add(index)
         self._on_its_loop(self._stop_cancelled, index)
         return True
 
     def record_progress(self, index: int, progress: Progress) -> None:
         """Keep what the task at ``index`` says of its progress; from any thread."""
+        if index < 0:  # the task running now, in a sequential run
+            index = self._next - 1
+        if self._progress is None:
+            self._progress = {}
         self._progress[index] = progress
 
     @property
-    def task_ids(self) -> list[str]:
-        """The ids of the run's tasks, in order."""
-        return [task.id for task in self.tasks]
+    def task_count(self) -> int:
+        """How many tasks the run has."""
+        return len(self.tasks)
+
+    def index_of(self, task_id: str) -> int | None:
+        """Return where the task ``task_id`` is in the run; ``None`` if it is not there."""
+        ids = self._ids
+        if ids is None:  # made when first asked: most runs never are
+            ids = self._ids = {task.id: index for index, task in enumerate(self.tasks)}
+        return ids.get(task_id)
 
     def status(self, index: int) -> TaskStatus:
         """Return the status of the task at ``index`` now."""
@@ -248,20 +268,21 @@ class TaskRun:
             if started_at is not None:
                 ended_at = started_at + duration
         else:
-            started_at, attempts = self._started.get(index), self._attempts.get(index, 0)
+            started_at = self._started.get(index)
+            attempts = 0 if started_at is None else (self._retried or {}).get(index, 1)
             state = "running" if started_at is not None else "skipped" if self._ended else "pending"
         return TaskStatus(
             id=task.id,
             name=task.name,
             executor=self.executors[index].name,
             state=state,
-            progress=self._progress.get(index),
+            progress=None if self._progress is None else self._progress.get(index),
             attempts=attempts,
             created_at=self._created_at,
             started_at=started_at,
             ended_at=ended_at,
             error=None if error is None else f"{type(error).__name__}: {error}",
-            result=self._results.get(index),
+            result=None if self._results is None else self._results.get(index),
         )
 
     def _on_its_loop(self, action: Callable[..., object], *args: Any) -> None:
@@ -301,7 +322,8 @@ class TaskRun:
     async def _run_one(
         self, index: int, *, task_status: StartedStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        if self._cancelled and index in self._cancelled:  # cancelled before it started
+        cancelled = self._cancelled
+        if cancelled is not None and index in cancelled:  # cancelled before it started
             task_status.started()
             self._report(index, ("cancelled", None, None, 0.0, 0))
             return
@@ -316,7 +338,8 @@ class TaskRun:
         self._started[index] = started_at
         attempts = 0
         result: Any = None
-        context = current_task.set((self, index))  # where set_progress() sends its progress
+        # Where set_progress() sends its progress. A sequential run sets it once, for all.
+        context = None if self._cancel_group is None else current_task.set((self, index))
         try:
             if self._cancel_group is not None:
                 task_status.started()
@@ -327,7 +350,10 @@ class TaskRun:
                 self._ready.add(executor)
             while True:
                 attempts += 1
-                self._attempts[index] = attempts
+                if attempts > 1:
+                    if self._retried is None:
+                        self._retried = {}
+                    self._retried[index] = attempts
                 error, result = await _attempt(task, executor, timeout)
                 # An unpicklable call fails the same way every time: no point in retrying.
                 if error is None or attempts > retries or isinstance(error, NotPicklable):
@@ -342,7 +368,7 @@ class TaskRun:
                 await anyio.sleep(delay)  # cancellable: a drain or a failing sibling ends it
         except anyio.get_cancelled_exc_class():
             duration = time.perf_counter() - start
-            if index in self._cancelled:  # offload.cancel()
+            if self._cancelled is not None and index in self._cancelled:  # offload.cancel()
                 self._report(index, ("cancelled", None, started_at, duration, attempts))
             elif attempts and self._first_error is not None:  # a failing sibling cancelled it
                 self._report(index, ("skipped", None, started_at, duration, attempts))
@@ -350,9 +376,12 @@ class TaskRun:
         except Exception as exc:  # the executor itself failed to start
             error = exc
         finally:
-            current_task.reset(context)
+            if context is not None:
+                current_task.reset(context)
         if error is None:
             if result is not None:
+                if self._results is None:
+                    self._results = {}
                 self._results[index] = result
             duration = time.perf_counter() - start
             self._report(index, ("succeeded", None, started_at, duration, attempts))

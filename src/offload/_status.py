@@ -1,15 +1,15 @@
 """Task statuses: what a runtime keeps of each task it runs, for following it by id.
 
-A runtime's :class:`StatusBook` holds an entry per pending or running task and a bounded
-list of ended ones. An entry is only the task's run and its place in it: a
-:class:`TaskStatus` is made from the run when asked for, so keeping statuses costs the hot
-path a dict entry per task and nothing more.
+A runtime's :class:`StatusBook` holds its runs, not its tasks: the runs still going, and the
+runs whose tasks are among the last ``keep`` to have ended. A :class:`TaskStatus` is made
+from a run only when asked for, and a run finds a task by id only then, so keeping statuses
+costs the hot path two steps per list, none per task.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -32,7 +32,7 @@ class TaskStatus:
     :ivar attempts: how many times it has been started
     :ivar created_at: Unix time it was scheduled
     :ivar started_at: Unix time its first attempt started; ``None`` before
-    :ivar ended_at: Unix time it ended; ``None`` before
+    :ivar ended_at: Unix time it ended; ``None`` before, or if it never started
     :ivar error: ``"ExceptionType: message"`` of a failed or timed-out task, else ``None``
     :ivar result: what the task returned, once it has succeeded
     """
@@ -54,8 +54,10 @@ class Tracked(Protocol):
     """A run whose tasks a status book follows."""
 
     @property
-    def task_ids(self) -> Sequence[str]:
-        """The ids of the run's tasks, in order."""
+    def task_count(self) -> int: ...
+
+    def index_of(self, task_id: str) -> int | None:
+        """Return where the task ``task_id`` is in the run; ``None`` if it is not there."""
         ...
 
     def status(self, index: int) -> TaskStatus:
@@ -77,53 +79,76 @@ class StatusBook:
     def __init__(self, keep: int) -> None:
         self._keep = keep
         self._lock = threading.Lock()
-        self._live: dict[str, tuple[Tracked, int]] = {}
-        self._ended: OrderedDict[str, tuple[Tracked, int]] = OrderedDict()
+        self._live: dict[Tracked, None] = {}  # an ordered set, oldest first
+        self._ended: deque[Tracked] = deque()  # oldest first
+        self._ended_tasks = 0
+        self._forgotten = 0  # how many tasks of the oldest ended run are forgotten already
 
     def scheduled(self, run: Tracked) -> None:
         """Follow the tasks of ``run`` from now on: they are pending."""
         with self._lock:
-            live = self._live
-            for index, task_id in enumerate(run.task_ids):
-                live[task_id] = (run, index)
+            self._live[run] = None
 
     def ended(self, run: Tracked) -> None:
-        """Move the tasks of ``run`` to the ended ones, forgetting the oldest beyond ``keep``."""
+        """Keep the tasks of ``run`` among the ended ones, forgetting the oldest beyond ``keep``."""
         with self._lock:
-            live, ended, keep = self._live, self._ended, self._keep
-            for task_id in run.task_ids:
-                entry = live.pop(task_id, None)
-                if entry is not None and keep:
-                    ended[task_id] = entry
-            while len(ended) > keep:
-                ended.popitem(last=False)
+            if run not in self._live:  # ended already: a run ends once
+                return
+            del self._live[run]
+            if not self._keep:
+                return
+            self._ended.append(run)
+            self._ended_tasks += run.task_count
+            while self._ended_tasks - self._forgotten > self._keep:
+                oldest = self._ended[0]
+                over = self._ended_tasks - self._forgotten - self._keep
+                if over >= oldest.task_count - self._forgotten:
+                    self._ended.popleft()
+                    self._ended_tasks -= oldest.task_count
+                    self._forgotten = 0
+                else:
+                    self._forgotten += over
 
     def status(self, task_id: str) -> TaskStatus | None:
         """Return the status of the task ``task_id``; ``None`` if unknown or forgotten."""
-        with self._lock:
-            entry = self._live.get(task_id) or self._ended.get(task_id)
-        if entry is None:
-            return None
-        run, index = entry
-        return run.status(index)
+        found = self._find(task_id)
+        return None if found is None else found[0].status(found[1])
 
     def statuses(self) -> list[TaskStatus]:
         """Return every status kept, newest first (by when the task was scheduled)."""
         with self._lock:
-            entries = [*self._ended.values(), *self._live.values()]
-        statuses = [run.status(index) for run, index in entries]
+            runs = [*self._live, *reversed(self._ended)]
+            forgotten, oldest = self._forgotten, self._ended[0] if self._ended else None
+        statuses = [
+            run.status(index)
+            for run in runs
+            for index in range(forgotten if run is oldest else 0, run.task_count)
+        ]
         statuses.sort(key=lambda status: status.created_at, reverse=True)
         return statuses
 
     def cancel(self, task_id: str) -> bool:
         """Cancel the task ``task_id`` if it is pending or running; ``False`` otherwise."""
         with self._lock:
-            entry = self._live.get(task_id)
-        if entry is None:
-            return False
-        run, index = entry
-        return run.cancel_task(index)
+            live = list(self._live)
+        for run in live:
+            index = run.index_of(task_id)
+            if index is not None:
+                return run.cancel_task(index)
+        return False
+
+    def _find(self, task_id: str) -> tuple[Tracked, int] | None:
+        with self._lock:
+            runs = [*self._live, *self._ended]
+            forgotten, oldest = self._forgotten, self._ended[0] if self._ended else None
+        for run in runs:
+            index = run.index_of(task_id)
+            if index is not None and not (run is oldest and index < forgotten):
+                return run, index
+        return None
 
     def __len__(self) -> int:
+        """How many statuses are kept."""
         with self._lock:
-            return len(self._live) + len(self._ended)
+            live = sum(run.task_count for run in self._live)
+            return live + self._ended_tasks - self._forgotten

@@ -66,6 +66,10 @@ class RecordedTask:
     executor: str
 
     @property
+    def id(self) -> str:
+        return self.task.id
+
+    @property
     def func(self) -> Callable[..., Any]:
         return self.task.func
 
