@@ -40,6 +40,7 @@ SCENARIOS = [
 ]
 PING_EVERY = 0.010
 BAR_WIDTH = 24
+FOLLOWED = 3  # invoices whose progress the demo draws, read from the status endpoint
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,42 @@ def times(factor: float, better: str, worse: str) -> str:
     return f"{factor:.1f}x {better}" if factor >= 1 else f"{1 / factor:.1f}x {worse}"
 
 
+async def follow_invoices(url: str, cpu_seconds: float, first_order: int) -> None:
+    """Start invoices in worker processes, then draw each one's progress, read from the
+    status endpoint (``GET /tasks/{id}``), until all are done."""
+    live, drawn = sys.stdout.isatty(), False
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        ids = []
+        for order in range(first_order, first_order + FOLLOWED):
+            answer = await client.post(f"/invoices/{order}", params={"cpu": cpu_seconds})
+            ids.append(answer.raise_for_status().json()["id"])
+        with anyio.fail_after(120):
+            while True:
+                statuses = [(await client.get(f"/tasks/{id_}")).json() for id_ in ids]
+                lines = [bar_of(n, status) for n, status in enumerate(statuses, start=1)]
+                ended = all(status["state"] == "succeeded" for status in statuses)
+                if live or ended:  # in place on a terminal; in a log, once at the end
+                    back = f"\x1b[{len(lines)}F" if drawn else ""  # up to redraw the bars
+                    print(back + "\n".join(lines), flush=True)
+                    drawn = True
+                if ended:
+                    return
+                await anyio.sleep(0.05)
+
+
+def bar_of(number: int, status: dict[str, object]) -> str:
+    """``  invoice 1  [#######     ]  58% running``, from one status of the endpoint."""
+    progress = status["progress"]
+    percent = 0
+    if isinstance(progress, dict):
+        percent = int(progress["done"] * 100 / (progress["total"] or 100))
+    if status["state"] == "succeeded":
+        percent = 100
+    filled = BAR_WIDTH * percent // 100
+    bar = "#" * filled + " " * (BAR_WIDTH - filled)
+    return f"  invoice {number:<17}[{bar}] {percent:>3}% {status['state']}"
+
+
 async def drive(url: str, load: Load, outbox: Path) -> list[Result]:
     """Run every scenario, one after another, against the shop at ``url``."""
     results: list[Result] = []
@@ -230,7 +267,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="offload-demo-") as outbox, shop(outbox) as url:
         print(f"The shop runs on uvicorn at {url}, {os.cpu_count()} CPUs.\n", flush=True)
         results = anyio.run(drive, url, load, Path(outbox))
-    print(f"\n{summary(results)}\n")
+        print(f"\n{summary(results)}\n")
+        print(
+            f"Following {FOLLOWED} invoices in worker processes, each drawn from its status "
+            "(GET /tasks/{id}), as the workers report their progress:",
+            flush=True,
+        )
+        anyio.run(follow_invoices, url, load.cpu_seconds * 5, 9000)
+        print()
     print(
         "On the event loop (inline) the invoices freeze the server: pings and new orders\n"
         "wait for each one. On threads, the GIL lets one invoice run at a time, and the\n"

@@ -31,7 +31,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 import offload
 from offload import BackgroundTask
@@ -40,17 +40,20 @@ from offload.starlette import JSONResponse
 EXECUTORS = ("inline", "thread", "process", "per-task", "starlette")
 
 
-def render_invoice(order_id: int, cpu_seconds: float, outbox: str) -> None:
+def render_invoice(order_id: int, cpu_seconds: float, outbox: str, report: bool = False) -> None:
     """CPU-heavy: do ``cpu_seconds`` of pure-Python work, then write the invoice.
 
     The work is measured in CPU time of this thread, so a task that has to wait for the GIL
-    takes longer (in wall time) but never does less work.
+    takes longer (in wall time) but never does less work. With ``report``, it says how far
+    it has got (``offload.set_progress``) as it goes.
     """
-    end = time.thread_time() + cpu_seconds
+    start = time.thread_time()
     checksum = order_id
-    while time.thread_time() < end:
+    while (spent := time.thread_time() - start) < cpu_seconds:
         for line in range(1_000):
             checksum = (checksum * 31 + line) % 1_000_003
+        if report:
+            offload.set_progress(round(spent / cpu_seconds * 100), 100, "rendering")
     Path(outbox, f"invoice-{order_id}.txt").write_text(f"order {order_id}: {checksum}\n")
 
 
@@ -95,6 +98,18 @@ async def create_order(request: Request) -> Response:
     )
 
 
+async def start_invoice(request: Request) -> Response:
+    """Render one invoice in a worker process, apart from the request: answer its id (202),
+    which ``GET /tasks/{id}`` follows."""
+    order_id: int = request.path_params["order_id"]
+    cpu_seconds = float(request.query_params.get("cpu", "1"))
+    tasks = offload.BackgroundTasks(detach=True)
+    task = tasks.add_task(render_invoice, order_id, cpu_seconds, request.app.state.outbox, True)
+    task.set(executor="process")
+    await tasks()
+    return JSONResponse({"id": task.id}, status_code=202)
+
+
 async def ping(request: Request) -> PlainTextResponse:
     """What every other user of the server is doing meanwhile: a trivial request."""
     return PlainTextResponse("pong")
@@ -105,7 +120,9 @@ def create_app(outbox: str) -> Starlette:
     app = Starlette(
         routes=[
             Route("/orders/{order_id:int}", create_order, methods=["POST"]),
+            Route("/invoices/{order_id:int}", start_invoice, methods=["POST"]),
             Route("/ping", ping),
+            Mount("/tasks", offload.status_app()),
         ],
         # Starts the worker processes before the first request; drains tasks at shutdown.
         lifespan=offload.lifespan(offload.OffloadConfig()),

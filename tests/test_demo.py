@@ -26,3 +26,6 @@ def test_the_demo_runs_every_executor_and_prints_the_table() -> None:
     ):
         row = next(line for line in result.stdout.splitlines() if line.startswith(label + " "))
         assert row.endswith(" s"), row  # a figure in every column, the last in seconds
+    followed = [line for line in result.stdout.splitlines() if line.startswith("  invoice ")]
+    assert len(followed) == 3
+    assert all(line.endswith("] 100% succeeded") for line in followed), followed
