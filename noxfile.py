@@ -29,8 +29,11 @@ def framework_session(name: str, requirements: Path) -> None:
     def session(session: nox.Session) -> None:
         session.install("-e", ".", *TEST_TOOLS, "-r", str(requirements))
         # Type-checked here, against the real package, which the main environment lacks.
-        typed = [str(path) for path in (module, tests, *FRAMEWORKS.glob(f"{name}_*.py"))]
-        session.run("mypy", *[path for path in typed if Path(path).exists()])
+        example = Path("examples", f"{name}_app.py")  # excluded from the main mypy run
+        typed = [module, tests, example, *FRAMEWORKS.glob(f"{name}_*.py")]
+        # MYPYPATH: the helpers of tests/ (servers, test_docs) that framework tests import.
+        paths = [str(path) for path in typed if path.exists()]
+        session.run("mypy", *paths, env={"MYPYPATH": str(FRAMEWORKS.parent)})
         # Only this framework's tests: the main suite's conftest still applies.
         session.run("pytest", str(tests), *session.posargs)
 

@@ -244,3 +244,10 @@ def test_a_forked_process_makes_ids_of_its_own() -> None:
     parent_id = BackgroundTask(send, "x").id
     assert len(child_id) == 32
     assert child_id[:16] != parent_id[:16]
+
+
+def test_a_list_given_a_group_list_runs_its_tasks_as_a_group() -> None:
+    inner = BackgroundTasks([functools.partial(send, "a")], concurrency="group")
+    assert BackgroundTasks([inner]).concurrency == "group"
+    assert BackgroundTasks([inner], concurrency="sequential").concurrency == "sequential"
+    assert BackgroundTasks([BackgroundTasks([functools.partial(send, "b")])]).concurrency is None

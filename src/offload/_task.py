@@ -423,6 +423,7 @@ def _as_tasks(items: Iterable[object], groups: list[bool]) -> Iterator[Backgroun
             yield item
         elif isinstance(item, BackgroundTasks):
             item._drop_reservation()  # its tasks join this list: they are counted once, here
+            groups.append(item.concurrency == "group")
             yield from item.tasks
         elif (tasks := task_list_items(item)) is not None:
             groups.append(runs_as_group(item))
