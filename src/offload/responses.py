@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._config import Concurrency, OnError
+from ._foreign import carried
 from ._task import BackgroundTasks, ExecutorChoice
 
 __all__ = ["BackgroundsMixin", "merge_backgrounds"]
@@ -102,6 +103,9 @@ def merge_backgrounds(
             "wrap a single task or task list in a list: backgrounds=[...]"
         )
     extra = list(backgrounds or ())
+    # offload.lilya's and offload.ravyn's task lists stand for an offload list: that list's
+    # on_error, concurrency and detach then hold, as for an offload list given here.
+    background = carried(background)
     if background is None and not extra:
         return None
     own = background if isinstance(background, BackgroundTasks) else None

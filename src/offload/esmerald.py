@@ -1,0 +1,45 @@
+"""Esmerald's ``BackgroundTask`` and ``BackgroundTasks``, with their tasks run by offload.
+
+::
+
+    from esmerald import Esmerald, get
+    from esmerald.core.datastructures import Redirect
+
+    from offload.esmerald import BackgroundTask, BackgroundTasks
+
+    @get("/orders/{order_id}", background=BackgroundTask(audit, "viewed"))
+    async def show(order_id: int) -> dict[str, int]: ...
+
+    tasks = BackgroundTasks(on_error="continue")
+    tasks.add_task(render_pdf, order_id).set(executor="process", timeout=60)
+    return Redirect(path="/orders", background=tasks)
+
+Each is an instance of Esmerald's own class, so Esmerald's typed response data structures
+(``Redirect``, ``File``, ``Stream``, ``JSON``, ...) and handlers' ``background=`` take it,
+but awaiting it runs it through offload, as :class:`offload.lilya.Task` and
+:class:`offload.lilya.Tasks` do: ``.set(...)`` options, executors, ``thread_limit``,
+error policy, reports. ``as_group=True`` runs the tasks at once.
+"""
+
+from __future__ import annotations
+
+try:
+    from esmerald import background as _esmerald
+except ImportError as exc:
+    raise ImportError(
+        "offload.esmerald needs Esmerald, which is not installed. "
+        "Install it with: pip install offload[esmerald]",
+        name=exc.name,
+    ) from exc
+
+from .lilya import Task, Tasks
+
+__all__ = ["BackgroundTask", "BackgroundTasks"]
+
+
+class BackgroundTask(Task, _esmerald.BackgroundTask):
+    """Esmerald's ``BackgroundTask``, run by offload: see :class:`offload.lilya.Task`."""
+
+
+class BackgroundTasks(Tasks, _esmerald.BackgroundTasks):
+    """Esmerald's ``BackgroundTasks``, run by offload: see :class:`offload.lilya.Tasks`."""
