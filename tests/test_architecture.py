@@ -30,11 +30,17 @@ OPTIONAL_MODULES = (
     "concurrent.futures.process",
     "dask",
     "distributed",
+    "ellar",
+    "esmerald",
     "fastapi",
+    "hypern",
+    "lilya",
+    "litestar",
     "multiprocessing",
     "opentelemetry",
     "prometheus_client",
     "pytest",
+    "ravyn",
     "starlette",
 )
 

@@ -14,6 +14,7 @@ missing, nothing is cleared and the rest still works.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 from multiprocessing import forkserver, util
@@ -47,7 +48,9 @@ def _stop() -> None:
     stop_server = getattr(server, "_stop", None)
     if stop_server is None:
         return
-    stop_server()
+    # At interpreter exit, multiprocessing's own exit may have removed the socket already.
+    with contextlib.suppress(OSError):
+        stop_server()
     remove_directory = getattr(util, "_remove_temp_dir", None)
     # Run the exit-time finalizer now, which also lets the next fork server make a new one.
     for finalizer in list(getattr(util, "_finalizer_registry", {}).values()):
