@@ -8,9 +8,9 @@ was written by the app (a subclass that overrides ``__call__``) is run whole, as
 by its framework.
 
 A framework that makes a sync function awaitable with an adapter object (Lilya's tasks keep
-one in ``func``, Litestar's in ``fn``) is seen through: offload runs the function the adapter holds. An object
-made to stand for offload's own tasks where a framework checks its classes (``offload.lilya``,
-``offload.ravyn``, ``offload.esmerald``) names them with ``__offload__``.
+one in ``func``, Litestar's in ``fn``) is seen through: offload runs the function the adapter
+holds. An object made to stand for offload's own tasks where a framework checks its classes
+(``offload.lilya``, ``offload.ravyn``, ``offload.esmerald``) names them with ``__offload__``.
 """
 
 from __future__ import annotations
