@@ -42,7 +42,6 @@ class BackgroundTask:
     coroutine function on the event loop, anything else in a thread, unless an executor
     is chosen with :meth:`set`, ``@task_options`` or the config.
 
-    :ivar id: a unique string of 32 hex characters, made with the task; its report has it too
     :ivar runs_on: the executor the task itself, its function or its list chose (a name or
         an instance), once it has joined a list or been given one; ``None`` leaves the
         choice to the config of the runtime that runs it
@@ -54,8 +53,8 @@ class BackgroundTask:
         "_name",
         "args",
         "defaults",
+        "_id",
         "func",
-        "id",
         "is_async",
         "kwargs",
         "list_choice",
@@ -64,7 +63,7 @@ class BackgroundTask:
         "runs_on",
     )
 
-    id: str
+    _id: str | None
     func: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -122,6 +121,15 @@ class BackgroundTask:
         return self
 
     @property
+    def id(self) -> str:
+        """A unique string of 32 hex characters; the task's report and status have it too."""
+        # Made when first read (most tasks never are), so a large list stays small.
+        task_id = self._id
+        if task_id is None:
+            task_id = self._id = new_id()
+        return task_id
+
+    @property
     def name(self) -> str:
         """The name reports and logs show: the ``name`` option, else the function's name."""
         name = self._name
@@ -174,7 +182,7 @@ def _new_task(
 def _init(
     task: BackgroundTask, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
-    task.id = new_id()
+    task._id = None
     task.func = func
     task.args = args
     task.kwargs = kwargs
