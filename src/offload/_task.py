@@ -50,10 +50,10 @@ class BackgroundTask:
 
     __slots__ = (
         "__weakref__",
+        "_id",
         "_name",
         "args",
         "defaults",
-        "_id",
         "func",
         "is_async",
         "kwargs",
