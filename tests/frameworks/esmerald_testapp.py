@@ -1,82 +1,33 @@
-"""The Esmerald app the tests serve: handler-level tasks, Esmerald's response data structures
-(``Redirect``, ``Stream``, ``File``) and responses given ``offload.esmerald``'s tasks, and
-Esmerald's own tasks given to offload's ``backgrounds=``. Each task leaves a mark
-(``lilya_marks``) in the directory the app is made for."""
+"""The Esmerald app the tests serve: the Lilya family's app (``lilya_family_app``), made
+with Esmerald's classes."""
 
-# No `from __future__ import annotations`: Esmerald reads the handlers' return
-# annotations unevaluated, and would take the string "Redirect" for data.
+from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
+from typing import Any
 
-from esmerald import Esmerald, Gateway, get
-from esmerald import background as esmerald_background
+from esmerald import Esmerald, Gateway, background, get
 from esmerald.core.datastructures import File, Redirect, Stream
 from esmerald.responses import JSONResponse
-from lilya_marks import write_mark, write_mark_async
+from lilya_family_app import AppParts
+from lilya_family_app import make_app as make_family_app
 
-import offload
 from offload import TaskReport
 from offload.esmerald import BackgroundTask, BackgroundTasks
-from offload.lilya import PlainText
 
+PARTS = AppParts(
+    name="esmerald",
+    app=Esmerald,
+    gateway=Gateway,
+    get=get,
+    background=background,
+    redirect=Redirect,
+    stream=Stream,
+    file=File,
+    json_response=JSONResponse,
+    task=BackgroundTask,
+    tasks=BackgroundTasks,
+)
 
-def make_app(marks: str, on_report: Callable[[TaskReport], object]) -> Esmerald:
-    """Return the app, leaving its marks in ``marks``, with a runtime (one worker process)
-    that hands each report to ``on_report``."""
-
-    # Esmerald's decorators are untyped: applied as calls, mypy keeps the functions' types.
-    background = BackgroundTasks(
-        [
-            BackgroundTask(write_mark, marks, "sync"),
-            BackgroundTask(write_mark_async, marks, "async"),
-            BackgroundTask(write_mark, marks, "process").set(executor="process"),
-        ]
-    )
-
-    async def handler() -> dict[str, str]:
-        return {"route": "handler"}
-
-    async def redirect() -> Redirect:
-        task = BackgroundTask(write_mark, marks, "redirect").set(executor="process")
-        return Redirect(path="/handler", background=task)
-
-    async def stream() -> Stream:
-        task = BackgroundTask(write_mark_async, marks, "stream")
-        return Stream(iterator=iter([b"a", b"b"]), background=task)
-
-    async def file() -> File:
-        task = BackgroundTask(write_mark, marks, "file")
-        return File(path=Path(__file__), filename="app.py", background=task)
-
-    async def json() -> JSONResponse:
-        tasks = BackgroundTasks(on_error="continue")
-        tasks.add_task(write_mark, marks, "json").set(executor="process")
-        return JSONResponse({"route": "json"}, background=tasks)
-
-    async def esmerald_tasks() -> PlainText:
-        # Esmerald's own classes, given to offload's backgrounds=.
-        group = esmerald_background.BackgroundTasks(as_group=True)
-        group.add_task(write_mark, marks, "sync")
-        group.add_task(write_mark_async, marks, "async")
-        return PlainText(
-            "esmerald tasks",
-            backgrounds=[
-                group,
-                esmerald_background.BackgroundTask(write_mark, marks, "process"),
-            ],
-            executor=lambda task: "process" if task.args[1] == "process" else None,
-        )
-
-    handlers = [
-        get("/handler", background=background)(handler),
-        get("/redirect", status_code=307)(redirect),
-        get("/stream")(stream),
-        get("/file")(file),
-        get("/json")(json),
-        get("/esmerald-tasks")(esmerald_tasks),
-    ]
-    return Esmerald(
-        routes=[Gateway(handler=route) for route in handlers],
-        lifespan=offload.lifespan(offload.OffloadConfig(process_workers=1, on_report=on_report)),
-    )
+make_app: Callable[[str, Callable[[TaskReport], object]], Any] = partial(make_family_app, PARTS)
