@@ -116,6 +116,22 @@ async def test_statuses_are_newest_first_and_bounded_by_keep_statuses() -> None:
         assert offload.status(made[0].id) is None  # forgotten, oldest first
 
 
+async def test_the_oldest_tasks_of_a_list_are_forgotten_first() -> None:
+    async with Runtime(OffloadConfig(keep_statuses=3)):
+        first = BackgroundTasks()
+        old = [first.add_task(double, n) for n in range(5)]
+        await first()
+        assert [status.id for status in offload.statuses()] == [task.id for task in old[2:]]
+        assert offload.status(old[1].id) is None
+        second = BackgroundTasks()
+        new = [second.add_task(double, n) for n in range(2)]
+        await second()
+        kept = {status.id for status in offload.statuses()}
+        assert kept == {old[4].id, new[0].id, new[1].id}
+        assert offload.status(old[3].id) is None
+        assert offload.status(old[4].id).result == 8  # type: ignore[union-attr]
+
+
 async def test_keep_statuses_zero_keeps_only_live_tasks() -> None:
     async with Runtime(OffloadConfig(keep_statuses=0)):
         tasks = BackgroundTasks()

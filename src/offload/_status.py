@@ -145,9 +145,3 @@ class StatusBook:
             if index is not None and not (run is oldest and index < forgotten):
                 return run, index
         return None
-
-    def __len__(self) -> int:
-        """How many statuses are kept."""
-        with self._lock:
-            live = sum(run.task_count for run in self._live)
-            return live + self._ended_tasks - self._forgotten
