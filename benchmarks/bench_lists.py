@@ -29,9 +29,11 @@ from harness import (
     print_table,
     ratio_row,
 )
+from prometheus_client import CollectorRegistry
 from starlette.background import BackgroundTasks as StarletteTasks
 
 import offload
+import offload.metrics
 
 ROUNDS = 15
 LONG, LONG_LISTS = 100, 30  # tasks in a long list; lists per sample
@@ -79,14 +81,25 @@ async def per_task(run_list: Callable[[], Awaitable[None]], lists: int, size: in
 
 async def measure_inline() -> dict[str, Row]:
     """Time per task of long lists, and per list of one-task lists."""
-    long = {
+    long: dict[str, Callable[[], Awaitable[float]]] = {
         "starlette BackgroundTasks": partial(per_task, starlette_list(LONG), LONG_LISTS, LONG),
         "offload sequential": partial(per_task, offload_list(LONG), LONG_LISTS, LONG),
         "offload group": partial(
             per_task, offload_list(LONG, concurrency="group"), LONG_LISTS, LONG
         ),
     }
-    short = {
+    metrics = offload.metrics.install(CollectorRegistry())
+    offload.remove_hooks(metrics)  # on only while its own variant runs
+
+    async def with_metrics() -> float:
+        offload.add_hooks(metrics)
+        try:
+            return await per_task(offload_list(LONG), LONG_LISTS, LONG)
+        finally:
+            offload.remove_hooks(metrics)
+
+    long["offload with metrics"] = with_metrics
+    short: dict[str, Callable[[], Awaitable[float]]] = {
         "starlette BackgroundTasks": partial(per_call, starlette_list(1), SHORT_LISTS),
         "offload": partial(per_call, offload_list(1), SHORT_LISTS),
     }
@@ -106,6 +119,15 @@ async def measure_inline() -> dict[str, Row]:
             singles["offload"],
             singles["starlette BackgroundTasks"],
             limit=2.5,
+        ),
+        "metrics": Row(  # the cost of the hooks, for information: no target
+            f"per inline task with offload.metrics installed vs none, lists of {LONG}",
+            lists["offload with metrics"],
+            lists["offload sequential"],
+            1e6,
+            "µs",
+            "-",
+            None,
         ),
         "group": ratio_row(
             f'per inline task, concurrency="group" vs sequential, lists of {LONG}',
@@ -242,7 +264,7 @@ async def measure() -> list[Row]:
         rows = await measure_inline()
     rows["detached"] = await measure_detached()
     rows["memory"] = await measure_memory()
-    order = ["per task", "one task", "group", "detached", "memory"]
+    order = ["per task", "metrics", "one task", "group", "detached", "memory"]
     return [rows[key] for key in order]
 
 

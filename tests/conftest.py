@@ -5,7 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 
+import offload
 from offload import _default
+from offload._hooks import global_hooks
 from offload._runtime import entered_runtime
 from offload.executors import _registry
 
@@ -28,4 +30,6 @@ def _isolated_offload() -> Iterator[None]:
     _registry._factories.clear()
     _registry._factories.update(factories)
     _default.reset()  # stops any pool the test's tasks started
+    for hooks in global_hooks():  # added for every runtime, by a test or a docs sample
+        offload.remove_hooks(hooks)
     assert multiprocessing.active_children() == [], "a test left worker processes alive"

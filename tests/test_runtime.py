@@ -408,7 +408,11 @@ def test_a_runtime_shows_only_its_documented_methods() -> None:
     public = {name for name in dir(Runtime) if not name.startswith("_")}
     # What users call, then what task lists, runs and test recorders talk to it through.
     assert public == {"aclose", "cancel", "config", "executor", "status", "statuses"} | {
+        "add_hooks",
         "default_executor",
+        "hooks",
+        "pending",
+        "remove_hooks",
         "check_detach",
         "ensure_started",
         "intercept",

@@ -15,6 +15,7 @@ from ._exceptions import (
     WorkerCrashed,
 )
 from ._handles import cancel, status, statuses
+from ._hooks import TaskHooks, add_hooks, remove_hooks
 from ._lifespan import lifespan
 from ._options import task_options
 from ._progress import Progress, set_progress
@@ -44,15 +45,18 @@ __all__ = [
     "ProcessExecutor",
     "Progress",
     "Runtime",
+    "TaskHooks",
     "TaskReport",
     "TaskStatus",
     "TaskTimeout",
     "ThreadExecutor",
     "WorkerCrashed",
+    "add_hooks",
     "cancel",
     "configure",
     "lifespan",
     "register_executor",
+    "remove_hooks",
     "set_progress",
     "status",
     "status_app",

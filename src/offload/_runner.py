@@ -18,6 +18,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 
 from ._call import Call
 from ._exceptions import NotPicklable, OffloadError, TaskTimeout
+from ._hooks import call_each
 from ._options import ExecutorSpec
 from ._progress import Progress, current_task
 from ._report import Status, TaskReport
@@ -81,6 +82,7 @@ class TaskRun:
             default(task.is_async) if task.runs_on is None else executor(task.runs_on)
             for task in self.tasks
         ]
+        self._hooks = runtime.hooks
         # How each task ended; a report is made of it only when asked for (or for a hook).
         self._outcomes: list[Outcome | TaskReport | None] = [None] * len(self.tasks)
         self._reports: list[TaskReport] | None = None
@@ -124,6 +126,9 @@ class TaskRun:
         """
         statuses = self.runtime.status_book
         statuses.scheduled(self)
+        if hooks := self._hooks:
+            for task, executor in zip(self.tasks, self.executors, strict=True):
+                call_each(hooks, "scheduled", task, executor.name)
         try:
             await self._run_scoped(detached)
         finally:
@@ -150,7 +155,7 @@ class TaskRun:
 
     def _end(self) -> None:
         self._ended = True
-        if self.config.on_report is None:
+        if not self._hooks:
             return  # a task that never ended is reported skipped when reports are made
         for index, outcome in enumerate(self._outcomes):
             if outcome is None:
@@ -354,6 +359,8 @@ class TaskRun:
                     if self._retried is None:
                         self._retried = {}
                     self._retried[index] = attempts
+                if self._hooks:
+                    call_each(self._hooks, "started", task, executor.name, attempts)
                 error, result = await _attempt(task, executor, timeout)
                 # An unpicklable call fails the same way every time: no point in retrying.
                 if error is None or attempts > retries or isinstance(error, NotPicklable):
@@ -395,17 +402,14 @@ class TaskRun:
         self._report(index, (status, error, started_at, time.perf_counter() - start, attempts))
 
     def _report(self, index: int, outcome: Outcome) -> None:
-        hook = self.config.on_report
-        if hook is None:
+        hooks = self._hooks
+        if not hooks:
             self._outcomes[index] = outcome
             return
         task = self.tasks[index]
         report = TaskReport(task.id, task.name, self.executors[index].name, *outcome)
         self._outcomes[index] = report
-        try:
-            hook(report)
-        except Exception:
-            logger.exception("on_report hook %r raised for task %r", hook, report.name)
+        call_each(hooks, "ended", report)
 
     def _log_cancelled(self) -> None:
         unfinished = self.unfinished()

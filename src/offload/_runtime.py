@@ -15,6 +15,7 @@ import anyio
 from ._config import OffloadConfig
 from ._detached import Named, Run, Supervisor, Ticket
 from ._exceptions import OffloadError, Overloaded
+from ._hooks import ReportHook, TaskHooks, global_hooks
 from ._options import ExecutorSpec, resolve_executor
 from ._status import StatusBook, TaskStatus
 from .executors._base import Executor
@@ -91,6 +92,11 @@ class Runtime:
         self._interceptor: Callable[[Run], None] | None = None
         #: The statuses of the tasks run with this runtime, for following them by id.
         self.status_book = StatusBook(self._config.keep_statuses)
+        self._own_hooks: tuple[TaskHooks, ...] = ()
+        on_report = self._config.on_report
+        self._report_hooks: tuple[TaskHooks, ...] = (
+            () if on_report is None else (ReportHook(on_report),)
+        )
 
     @property
     def config(self) -> OffloadConfig:
@@ -123,6 +129,11 @@ class Runtime:
         return executor
 
     @property
+    def pending(self) -> int:
+        """How many detached task lists are pending or running."""
+        return len(self._tickets)
+
+    @property
     def started(self) -> bool:
         """Whether this runtime has started an executor it has not closed yet."""
         return bool(self._started)
@@ -148,6 +159,24 @@ class Runtime:
                 f"the offload Runtime is closed, so it starts no executor ({executor.name!r}); "
                 "run task lists while the runtime is entered, or enter it again"
             )
+
+    def add_hooks(self, hooks: TaskHooks) -> None:
+        """Call ``hooks`` on the way of every task run with this runtime (see
+        :class:`~offload.TaskHooks`); :func:`offload.add_hooks` adds hooks to every runtime."""
+        if not isinstance(hooks, TaskHooks):
+            raise TypeError(f"hooks must be an offload.TaskHooks, got a {type(hooks).__name__}")
+        if hooks not in self._own_hooks:
+            self._own_hooks = (*self._own_hooks, hooks)
+
+    def remove_hooks(self, hooks: TaskHooks) -> None:
+        """Stop calling ``hooks`` added with :meth:`add_hooks`; unknown hooks are ignored."""
+        self._own_hooks = tuple(added for added in self._own_hooks if added is not hooks)
+
+    @property
+    def hooks(self) -> tuple[TaskHooks, ...]:
+        """Every hook called for this runtime's tasks: its own, the process-wide ones, and
+        the config's ``on_report``, in that order."""
+        return self._own_hooks + global_hooks() + self._report_hooks
 
     def status(self, task_id: str) -> TaskStatus | None:
         """Return the status of a task run with this runtime; ``None`` if unknown or forgotten."""

@@ -16,6 +16,7 @@ from .._callables import module_name
 from .._checks import check_choice, check_int
 from .._config import available_cpus, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed, killed_by
+from .._hooks import worker_restarted
 from .._progress import open_route
 from . import _fork_server as fork_server
 from ._base import Executor
@@ -155,6 +156,7 @@ class ProcessExecutor(Executor):
             future = slot.submit(payload, task.id)
         except BrokenProcessPool:  # the worker died while idle: the task never reached it
             await anyio.to_thread.run_sync(_respawn, slot)
+            worker_restarted(self.name, "crash")
             future = slot.submit(payload, task.id)
         try:
             outcome = await wait_future(future)
@@ -163,15 +165,19 @@ class ProcessExecutor(Executor):
             if not future.cancel() and not future.done():
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(_kill, slot)
+                worker_restarted(self.name, "timeout")
             raise
         except BrokenProcessPool:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(slot.retire)
+            if not slot.closing:
+                worker_restarted(self.name, "crash")
             raise self._crashed(slot, task) from None
         slot.tasks += 1
         if self.max_tasks_per_child is not None and slot.tasks >= self.max_tasks_per_child:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(slot.retire)
+            worker_restarted(self.name, "recycle")
         return unpack_outcome(outcome, task.name)
 
     def _crashed(self, slot: Slot, task: Call) -> OffloadError:

@@ -1,0 +1,91 @@
+"""Hooks: callbacks on every task's way — scheduled, started, ended — and on worker restarts.
+
+One mechanism for what watches tasks: the config's ``on_report``, metrics
+(:func:`offload.metrics.install`), and an app's own (a Sentry breadcrumb, a structlog
+binding). Hooks are added to one runtime (:meth:`Runtime.add_hooks`) or to every runtime of
+the process (:func:`add_hooks`). With none, the runner skips them at the cost of one test per
+task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ._call import Call
+from ._report import TaskReport
+
+logger = logging.getLogger("offload")
+
+
+class TaskHooks:
+    """Callbacks on every task's way. Override the ones you need; each is called on the
+    event loop that runs the task (``worker_restarted``: on a thread of the executor's), must
+    be quick, and must not raise (what it raises is logged and dropped)."""
+
+    def scheduled(self, task: Call, executor: str) -> None:
+        """``task`` was scheduled to run on ``executor``: its list was awaited or handed over."""
+
+    def started(self, task: Call, executor: str, attempt: int) -> None:
+        """An attempt of ``task`` (1 for the first) started."""
+
+    def ended(self, report: TaskReport) -> None:
+        """A task ended, however it ended (``report.status``)."""
+
+    def worker_restarted(self, executor: str, reason: str) -> None:
+        """A worker process of ``executor`` was replaced: ``"crash"``, ``"timeout"`` (a
+        timeout or a cancel killed it) or ``"recycle"`` (``max_tasks_per_child``)."""
+
+
+class ReportHook(TaskHooks):
+    """The config's ``on_report``, as a hook."""
+
+    def __init__(self, on_report: object) -> None:
+        self.on_report = on_report
+
+    def ended(self, report: TaskReport) -> None:
+        self.on_report(report)  # type: ignore[operator]  # checked callable by the config
+
+    def __repr__(self) -> str:
+        return f"on_report hook {self.on_report!r}"
+
+
+_lock = threading.Lock()
+_global: tuple[TaskHooks, ...] = ()  # replaced, never changed in place: readers need no lock
+
+
+def add_hooks(hooks: TaskHooks) -> None:
+    """Add ``hooks`` for every task of every runtime of this process."""
+    global _global
+    if not isinstance(hooks, TaskHooks):
+        raise TypeError(f"hooks must be an offload.TaskHooks, got a {type(hooks).__name__}")
+    with _lock:
+        if hooks not in _global:
+            _global = (*_global, hooks)
+
+
+def remove_hooks(hooks: TaskHooks) -> None:
+    """Stop calling ``hooks`` added with :func:`add_hooks`; unknown hooks are ignored."""
+    global _global
+    with _lock:
+        _global = tuple(added for added in _global if added is not hooks)
+
+
+def global_hooks() -> tuple[TaskHooks, ...]:
+    """Return the hooks added for every runtime."""
+    return _global
+
+
+def call_each(hooks: tuple[TaskHooks, ...], method: str, *args: object) -> None:
+    """Call ``method`` of every hook with ``args``; log and drop what one raises."""
+    for hook in hooks:
+        try:
+            getattr(hook, method)(*args)
+        except Exception:
+            logger.exception("%r raised in %s()", hook, method)
+
+
+def worker_restarted(executor: str, reason: str) -> None:
+    """Tell every process-wide hook that a worker of ``executor`` was replaced."""
+    if _global:
+        call_each(_global, "worker_restarted", executor, reason)
