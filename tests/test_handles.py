@@ -50,6 +50,17 @@ async def double(x: int) -> int:
     return 2 * x
 
 
+class Forever:
+    """A task that runs until cancelled; ``started`` is set once it runs."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+
+    async def __call__(self) -> None:
+        self.started.set()
+        await anyio.sleep_forever()
+
+
 async def test_a_task_is_pending_then_running_then_ends_with_its_result() -> None:
     started, release = anyio.Event(), anyio.Event()
 
@@ -261,17 +272,13 @@ async def test_a_pending_task_cancelled_never_starts_and_the_list_runs_on() -> N
 
 
 async def test_a_running_inline_task_is_cancelled_and_the_list_runs_on() -> None:
-    started = anyio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
+    forever = Forever()
 
     async with Runtime(), anyio.create_task_group() as group:
         tasks = BackgroundTasks()
         hung, after = tasks.add_task(forever), tasks.add_task(double, 2)
         group.start_soon(tasks)
-        await started.wait()
+        await forever.started.wait()
         assert offload.cancel(hung.id) is True
         await wait_for(lambda: state(after) == "succeeded")
         assert state(hung) == "cancelled"
@@ -279,11 +286,7 @@ async def test_a_running_inline_task_is_cancelled_and_the_list_runs_on() -> None
 
 
 async def test_a_task_of_a_group_is_cancelled_alone() -> None:
-    started = anyio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
+    forever = Forever()
 
     async def after_a_while() -> int:
         await anyio.sleep(0.2)
@@ -293,24 +296,20 @@ async def test_a_task_of_a_group_is_cancelled_alone() -> None:
         tasks = BackgroundTasks(concurrency="group")
         hung, other = tasks.add_task(forever), tasks.add_task(after_a_while)
         group.start_soon(tasks)
-        await started.wait()
+        await forever.started.wait()
         assert offload.cancel(hung.id) is True
         await wait_for(lambda: state(other) == "succeeded")
     assert [report.status for report in tasks.reports] == ["cancelled", "succeeded"]
 
 
 async def test_cancel_from_another_thread() -> None:
-    started = anyio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
+    forever = Forever()
 
     async with Runtime(), anyio.create_task_group() as group:
         tasks = BackgroundTasks()
         hung = tasks.add_task(forever)
         group.start_soon(tasks)
-        await started.wait()
+        await forever.started.wait()
         assert await anyio.to_thread.run_sync(offload.cancel, hung.id) is True
         await wait_for(lambda: state(hung) == "cancelled")
 
