@@ -29,11 +29,13 @@ from harness import (
     print_table,
     ratio_row,
 )
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from starlette.background import BackgroundTasks as StarletteTasks
 
 import offload
 import offload.metrics
+import offload.tracing
 
 ROUNDS = 15
 LONG, LONG_LISTS = 100, 30  # tasks in a long list; lists per sample
@@ -99,6 +101,18 @@ async def measure_inline() -> dict[str, Row]:
             offload.remove_hooks(metrics)
 
     long["offload with metrics"] = with_metrics
+    # The SDK's tracer with no exporter: the cost of the spans themselves.
+    tracing = offload.tracing.install(TracerProvider())
+    offload.remove_hooks(tracing)
+
+    async def with_tracing() -> float:
+        offload.add_hooks(tracing)
+        try:
+            return await per_task(offload_list(LONG), LONG_LISTS, LONG)
+        finally:
+            offload.remove_hooks(tracing)
+
+    long["offload with tracing"] = with_tracing
     short: dict[str, Callable[[], Awaitable[float]]] = {
         "starlette BackgroundTasks": partial(per_call, starlette_list(1), SHORT_LISTS),
         "offload": partial(per_call, offload_list(1), SHORT_LISTS),
@@ -123,6 +137,15 @@ async def measure_inline() -> dict[str, Row]:
         "metrics": Row(  # the cost of the hooks, for information: no target
             f"per inline task with offload.metrics installed vs none, lists of {LONG}",
             lists["offload with metrics"],
+            lists["offload sequential"],
+            1e6,
+            "µs",
+            "-",
+            None,
+        ),
+        "tracing": Row(  # the cost of the hooks, for information: no target
+            f"per inline task with offload.tracing installed vs none, lists of {LONG}",
+            lists["offload with tracing"],
             lists["offload sequential"],
             1e6,
             "µs",
@@ -264,7 +287,7 @@ async def measure() -> list[Row]:
         rows = await measure_inline()
     rows["detached"] = await measure_detached()
     rows["memory"] = await measure_memory()
-    order = ["per task", "metrics", "one task", "group", "detached", "memory"]
+    order = ["per task", "metrics", "tracing", "one task", "group", "detached", "memory"]
     return [rows[key] for key in order]
 
 
