@@ -156,3 +156,11 @@ def report_progress_then_wait(go_on: str) -> None:
     while not Path(go_on).exists():
         time.sleep(0.01)
     offload.set_progress(7, 7, "done")
+
+
+def current_trace_ids() -> tuple[int, int]:
+    """The trace and span id current in this process, as OpenTelemetry sees them here."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return context.trace_id, context.span_id

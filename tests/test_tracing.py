@@ -136,3 +136,13 @@ async def test_tasks_without_a_span_around_start_traces_of_their_own(traced: Tra
     (span,) = traced.spans("offload.task")
     assert span.parent is None
     assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
+
+
+async def test_a_process_task_runs_in_its_span_in_the_worker(traced: Traced) -> None:
+    async with Runtime(OffloadConfig(process_workers=1)):
+        tasks = BackgroundTasks(executor="process")
+        task = tasks.add_task(process_tasks.current_trace_ids)
+        await tasks()
+        in_worker = offload.status(task.id).result  # type: ignore[union-attr]
+    (span,) = traced.spans("offload.task")
+    assert in_worker == (span.context.trace_id, span.context.span_id)

@@ -13,8 +13,10 @@ the attributes ``offload.task.name``, ``offload.task.id``, ``offload.executor`` 
 each retry is an ``offload.retry`` event. While the task runs its span is current, so spans
 made inside it (on the loop, or in its thread) are its children.
 
-Not yet: the context does not travel into worker processes (process and Dask tasks), so spans
-made inside those start traces of their own.
+A process task takes the context into its worker (W3C ``traceparent``, with the call), where
+it is current while the task runs if OpenTelemetry is installed there: spans made inside are
+children of the task's span too, exported by the worker's own tracer provider. Not yet: Dask
+tasks.
 
 Needs ``pip install offload[otel]``; ``import offload`` never imports it.
 """
@@ -27,6 +29,7 @@ from typing import Any
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
+    from opentelemetry.propagate import inject
     from opentelemetry.trace import Status, StatusCode
 except ImportError as exc:
     raise ImportError(
@@ -36,6 +39,7 @@ except ImportError as exc:
     ) from exc
 
 from ._call import Call
+from ._carrier import Carrier, set_injector
 from ._hooks import TaskHooks, add_hooks
 from ._report import TaskReport
 
@@ -56,7 +60,14 @@ def install(tracer_provider: trace.TracerProvider | None = None) -> TracingHooks
         if _installed is None or tracer_provider is not None:
             _installed = TracingHooks(trace.get_tracer("offload", tracer_provider=tracer_provider))
         add_hooks(_installed)
+        set_injector(_inject_current)
         return _installed
+
+
+def _inject_current() -> Carrier:
+    carrier: Carrier = {}
+    inject(carrier)
+    return carrier
 
 
 class TracingHooks(TaskHooks):

@@ -12,6 +12,7 @@ from multiprocessing.process import BaseProcess
 
 import anyio
 
+from .._carrier import Carrier
 from .._exceptions import OffloadError
 from . import _worker
 from ._fork_server import temporary_directory
@@ -104,14 +105,15 @@ class Slot:
                 f"its exit code was {self.exitcode}, see its output on stderr"
             ) from exc
 
-    def submit(self, payload: bytes, task_id: str) -> Future[Outcome]:
+    def submit(self, payload: bytes, task_id: str, carrier: Carrier) -> Future[Outcome]:
         """Send a pickled call to the worker.
 
         :param task_id: the task's id, which its progress comes back tagged with
+        :param carrier: the trace context the task runs in, in the worker
         :raises BrokenProcessPool: if the worker has died since its last task
         """
         assert self._pool is not None, "spawn the slot's worker first"
-        return self._pool.submit(_worker.run_payload, payload, task_id)
+        return self._pool.submit(_worker.run_payload, payload, task_id, carrier)
 
     def kill(self) -> None:
         """Kill the worker and every process its task started, at once (SIGKILL): the only

@@ -14,6 +14,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 
 from .._call import run_to_end
+from .._carrier import Carrier, activated
 from .._progress import Progress, use_channel
 from ._lifeline import watch
 from ._logs import PipeHandler
@@ -53,11 +54,14 @@ def initialize(
 _to_parent: PipeHandler | None = None
 
 
-def run_payload(payload: bytes, task_id: str | None = None) -> Outcome:
+def run_payload(
+    payload: bytes, task_id: str | None = None, carrier: Carrier | None = None
+) -> Outcome:
     """Unpickle a task's call, run it, and pack what it returned or raised.
 
     :param task_id: the task's id: what it says with ``set_progress`` goes to the parent,
         tagged with it, at once
+    :param carrier: the trace context the task runs in (see :mod:`offload._carrier`)
     """
     if task_id is None or _to_parent is None:
         send: Callable[[Progress], None] = _dropped
@@ -65,7 +69,7 @@ def run_payload(payload: bytes, task_id: str | None = None) -> Outcome:
         send = partial(_to_parent.send_progress, task_id)
     try:
         func, args, kwargs = pickle.loads(payload)
-        with use_channel(send):
+        with use_channel(send), activated(carrier or {}):
             result = run_to_end(func, args, kwargs)
     except BaseException as exc:
         return _raised(exc)

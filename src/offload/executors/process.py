@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 
 from .._callables import module_name
+from .._carrier import current_carrier
 from .._checks import check_choice, check_int
 from .._config import available_cpus, default_start_method
 from .._exceptions import OffloadError, WorkerCrashed, killed_by
@@ -152,12 +153,13 @@ class ProcessExecutor(Executor):
     async def _run_in(self, slot: Slot, task: Call, payload: bytes) -> Any:
         if not slot.alive:  # crashed, killed or recycled after its last task
             await anyio.to_thread.run_sync(slot.spawn)
+        carrier = current_carrier()  # the task's span, when tracing is installed
         try:
-            future = slot.submit(payload, task.id)
+            future = slot.submit(payload, task.id, carrier)
         except BrokenProcessPool:  # the worker died while idle: the task never reached it
             await anyio.to_thread.run_sync(_respawn, slot)
             worker_restarted(self.name, "crash")
-            future = slot.submit(payload, task.id)
+            future = slot.submit(payload, task.id, carrier)
         try:
             outcome = await wait_future(future)
         except anyio.get_cancelled_exc_class():
