@@ -21,6 +21,7 @@ from typing import Literal
 import anyio
 from harness import (
     BENCHMARKS,
+    Figure,
     Rate,
     Row,
     interleaved,
@@ -90,29 +91,9 @@ async def measure_inline() -> dict[str, Row]:
             per_task, offload_list(LONG, concurrency="group"), LONG_LISTS, LONG
         ),
     }
-    metrics = offload.metrics.install(CollectorRegistry())
-    offload.remove_hooks(metrics)  # on only while its own variant runs
-
-    async def with_metrics() -> float:
-        offload.add_hooks(metrics)
-        try:
-            return await per_task(offload_list(LONG), LONG_LISTS, LONG)
-        finally:
-            offload.remove_hooks(metrics)
-
-    long["offload with metrics"] = with_metrics
+    long["offload with metrics"] = with_hooks(offload.metrics.install(CollectorRegistry()))
     # The SDK's tracer with no exporter: the cost of the spans themselves.
-    tracing = offload.tracing.install(TracerProvider())
-    offload.remove_hooks(tracing)
-
-    async def with_tracing() -> float:
-        offload.add_hooks(tracing)
-        try:
-            return await per_task(offload_list(LONG), LONG_LISTS, LONG)
-        finally:
-            offload.remove_hooks(tracing)
-
-    long["offload with tracing"] = with_tracing
+    long["offload with tracing"] = with_hooks(offload.tracing.install(TracerProvider()))
     short: dict[str, Callable[[], Awaitable[float]]] = {
         "starlette BackgroundTasks": partial(per_call, starlette_list(1), SHORT_LISTS),
         "offload": partial(per_call, offload_list(1), SHORT_LISTS),
@@ -134,24 +115,8 @@ async def measure_inline() -> dict[str, Row]:
             singles["starlette BackgroundTasks"],
             limit=2.5,
         ),
-        "metrics": Row(  # the cost of the hooks, for information: no target
-            f"per inline task with offload.metrics installed vs none, lists of {LONG}",
-            lists["offload with metrics"],
-            lists["offload sequential"],
-            1e6,
-            "µs",
-            "-",
-            None,
-        ),
-        "tracing": Row(  # the cost of the hooks, for information: no target
-            f"per inline task with offload.tracing installed vs none, lists of {LONG}",
-            lists["offload with tracing"],
-            lists["offload sequential"],
-            1e6,
-            "µs",
-            "-",
-            None,
-        ),
+        "metrics": hooks_row("metrics", lists),
+        "tracing": hooks_row("tracing", lists),
         "group": ratio_row(
             f'per inline task, concurrency="group" vs sequential, lists of {LONG}',
             lists["offload group"],
@@ -159,6 +124,34 @@ async def measure_inline() -> dict[str, Row]:
             limit=2.0,
         ),
     }
+
+
+def with_hooks(hooks: offload.TaskHooks) -> Callable[[], Awaitable[float]]:
+    """The sequential variant with ``hooks`` on, and on only while it runs: installing them
+    added them for every runtime."""
+    offload.remove_hooks(hooks)
+
+    async def measure() -> float:
+        offload.add_hooks(hooks)
+        try:
+            return await per_task(offload_list(LONG), LONG_LISTS, LONG)
+        finally:
+            offload.remove_hooks(hooks)
+
+    return measure
+
+
+def hooks_row(module: str, lists: dict[str, Figure]) -> Row:
+    """The cost of ``offload.<module>``'s hooks, for information: no target."""
+    return Row(
+        f"per inline task with offload.{module} installed vs none, lists of {LONG}",
+        lists[f"offload with {module}"],
+        lists["offload sequential"],
+        1e6,
+        "µs",
+        "-",
+        None,
+    )
 
 
 class Countdown:
