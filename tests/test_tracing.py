@@ -146,3 +146,14 @@ async def test_a_process_task_runs_in_its_span_in_the_worker(traced: Traced) -> 
         in_worker = offload.status(task.id).result  # type: ignore[union-attr]
     (span,) = traced.spans("offload.task")
     assert in_worker == (span.context.trace_id, span.context.span_id)
+
+
+async def test_removed_tracing_sends_no_context_to_the_workers(traced: Traced) -> None:
+    offload.remove_hooks(offload.tracing.install())  # the hooks the fixture installed
+    async with Runtime(OffloadConfig(process_workers=1)):
+        with traced.tracer.start_as_current_span("request"):
+            tasks = BackgroundTasks(executor="process")
+            task = tasks.add_task(process_tasks.current_trace_ids)
+            await tasks()
+        assert offload.status(task.id).result == (0, 0)  # type: ignore[union-attr]
+    assert traced.spans("offload.task") == []

@@ -40,7 +40,7 @@ except ImportError as exc:
 
 from ._call import Call
 from ._carrier import Carrier, set_injector
-from ._hooks import TaskHooks, add_hooks
+from ._hooks import TaskHooks, add_hooks, global_hooks
 from ._report import TaskReport
 
 __all__ = ["TracingHooks", "install"]
@@ -65,8 +65,10 @@ def install(tracer_provider: trace.TracerProvider | None = None) -> TracingHooks
 
 
 def _inject_current() -> Carrier:
+    # Only while the tracing hooks are on: removed, the worker gets no context either.
     carrier: Carrier = {}
-    inject(carrier)
+    if _installed in global_hooks():
+        inject(carrier)
     return carrier
 
 
