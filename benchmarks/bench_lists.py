@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from starlette.background import BackgroundTasks as StarletteTasks
 
 import offload
+import offload.fastapi
 import offload.metrics
 import offload.tracing
 
@@ -94,6 +95,8 @@ async def measure_inline() -> dict[str, Row]:
     long["offload with metrics"] = with_hooks(offload.metrics.install(CollectorRegistry()))
     # The SDK's tracer with no exporter: the cost of the spans themselves.
     long["offload with tracing"] = with_hooks(offload.tracing.install(TracerProvider()))
+    # What an app that imports offload.fastapi pays outside FastAPI's telemetry.
+    long["offload with fastapi"] = with_hooks(offload.fastapi.telemetry_hooks)
     short: dict[str, Callable[[], Awaitable[float]]] = {
         "starlette BackgroundTasks": partial(per_call, starlette_list(1), SHORT_LISTS),
         "offload": partial(per_call, offload_list(1), SHORT_LISTS),
@@ -117,6 +120,7 @@ async def measure_inline() -> dict[str, Row]:
         ),
         "metrics": hooks_row("metrics", lists),
         "tracing": hooks_row("tracing", lists),
+        "fastapi": hooks_row("fastapi", lists),
         "group": ratio_row(
             f'per inline task, concurrency="group" vs sequential, lists of {LONG}',
             lists["offload group"],
@@ -144,7 +148,7 @@ def with_hooks(hooks: offload.TaskHooks) -> Callable[[], Awaitable[float]]:
 def hooks_row(module: str, lists: dict[str, Figure]) -> Row:
     """The cost of ``offload.<module>``'s hooks, for information: no target."""
     return Row(
-        f"per inline task with offload.{module} installed vs none, lists of {LONG}",
+        f"per inline task with offload.{module}'s hooks on vs none, lists of {LONG}",
         lists[f"offload with {module}"],
         lists["offload sequential"],
         1e6,
@@ -280,7 +284,7 @@ async def measure() -> list[Row]:
         rows = await measure_inline()
     rows["detached"] = await measure_detached()
     rows["memory"] = await measure_memory()
-    order = ["per task", "metrics", "tracing", "one task", "group", "detached", "memory"]
+    order = ["per task", "metrics", "tracing", "fastapi", "one task", "group", "detached", "memory"]
     return [rows[key] for key in order]
 
 

@@ -24,6 +24,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def _isolated_offload() -> Iterator[None]:
     """Give each test a fresh default runtime and registry, whatever the last test did."""
     factories = dict(_registry._factories)
+    hooks_before = global_hooks()  # those an imported module adds, as offload.fastapi does
     _default.reset()
     yield
     assert entered_runtime() is None, "a test left a Runtime entered"
@@ -31,5 +32,6 @@ def _isolated_offload() -> Iterator[None]:
     _registry._factories.update(factories)
     _default.reset()  # stops any pool the test's tasks started
     for hooks in global_hooks():  # added for every runtime, by a test or a docs sample
-        offload.remove_hooks(hooks)
+        if hooks not in hooks_before:
+            offload.remove_hooks(hooks)
     assert multiprocessing.active_children() == [], "a test left worker processes alive"

@@ -433,3 +433,24 @@ async def test_progress_from_a_dask_worker_reaches_the_server_while_it_runs(
         with anyio.fail_after(30):
             await await_until(lambda: offload.status(task.id).state == "succeeded")  # type: ignore[union-attr]
             await await_until(lambda: progress() == offload.Progress(7, 7, "done"))
+
+
+async def test_a_dask_task_runs_in_its_span_on_the_worker(cluster: Cluster) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import offload.tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    offload.tracing.install(provider)
+    config = OffloadConfig(executor="dask", dask_address=cluster.address)
+    async with Runtime(config):
+        tasks = BackgroundTasks()
+        task = tasks.add_task(process_tasks.current_trace_ids)
+        await tasks()
+        on_worker = offload.status(task.id).result  # type: ignore[union-attr]
+    (span,) = exporter.get_finished_spans()
+    assert on_worker == (span.context.trace_id, span.context.span_id)

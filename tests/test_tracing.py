@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import anyio
 import pytest
@@ -157,3 +158,23 @@ async def test_removed_tracing_sends_no_context_to_the_workers(traced: Traced) -
             await tasks()
         assert offload.status(task.id).result == (0, 0)  # type: ignore[union-attr]
     assert traced.spans("offload.task") == []
+
+
+async def test_a_task_on_a_pool_of_the_apps_own_runs_in_its_span(traced: Traced) -> None:
+    # Needs the process executor (a ProcessPoolExecutor of the app's).
+    thread_pool = ThreadPoolExecutor(1)
+    process_pool = ProcessPoolExecutor(1)
+    offload.register_executor("threads", lambda config: offload.PoolExecutor(thread_pool))
+    offload.register_executor("processes", lambda config: offload.PoolExecutor(process_pool))
+    try:
+        async with Runtime():
+            tasks = BackgroundTasks()
+            in_thread = tasks.add_task(process_tasks.current_trace_ids).set(executor="threads")
+            in_process = tasks.add_task(process_tasks.current_trace_ids).set(executor="processes")
+            await tasks()
+            seen = [offload.status(task.id).result for task in (in_thread, in_process)]  # type: ignore[union-attr]
+    finally:
+        thread_pool.shutdown()
+        process_pool.shutdown()
+    spans = traced.spans("offload.task")
+    assert seen == [(span.context.trace_id, span.context.span_id) for span in spans]

@@ -13,22 +13,27 @@ How it works: FastAPI injects its own ``BackgroundTasks`` class into any paramet
 with a subclass of Starlette's, so a subclass could not bring offload's list in. Instead
 ``Backgrounds`` is ``Annotated[offload.BackgroundTasks, Depends(...)]``. The dependency makes
 one offload list per request (shared by the endpoint and every dependency that asks for it,
-theirs first since they run first), and adds one entry to FastAPI's own per-request list that
-runs it. FastAPI attaches that list to the response, unless the endpoint returns a response
-with a ``background`` of its own; then the dependency, whose code after ``yield`` runs once
-the response has been sent (FastAPI >= 0.118), runs the tasks itself, after the response's
-own. Either way they run after the response, through offload, and are never dropped.
+theirs first since they run first) and runs it in its code after ``yield``, which FastAPI
+(>= 0.118) runs once the response has been sent and its own background has run. So the
+tasks run after the response, through offload, whatever response the endpoint returns.
+
+Under FastAPI's telemetry (``FastAPI(telemetry=...)``, FastAPI >= 0.165), each task of an
+offload list run in a request, ``Backgrounds`` or a response's ``background``, runs in its own
+``fastapi.background_task`` span, as FastAPI's own tasks do: a child of the request's span,
+current while the task runs (on the loop or in its thread), with ``get_telemetry_data()``
+answering inside it. A process or Dask task's span measures the task from the server; the
+request's data cannot cross to another process.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, TypeAlias
 
 try:
     from fastapi import Depends
-    from starlette.background import BackgroundTasks as FastAPITasks
     from starlette.requests import HTTPConnection
 except ImportError as exc:
     raise ImportError(
@@ -37,52 +42,107 @@ except ImportError as exc:
         name=exc.name,
     ) from exc
 
+from ._call import Call
+from ._hooks import TaskHooks, add_hooks, global_hooks
+from ._report import TaskReport
 from ._task import BackgroundTasks
+
+#: FastAPI's own BackgroundTasks open their spans with it (FastAPI >= 0.165); it has no
+#: public name, so an older or a newer FastAPI without it gets no spans, and nothing fails.
+fastapi_operation: Callable[..., AbstractContextManager[None]] | None
+try:
+    from fastapi.telemetry import _api
+
+    fastapi_operation = _api._operation
+except (ImportError, AttributeError):
+    fastapi_operation = None
 
 logger = logging.getLogger("offload")
 
-__all__ = ["Backgrounds", "request_backgrounds"]
+__all__ = ["Backgrounds", "FastAPITelemetryHooks", "request_backgrounds", "telemetry_hooks"]
 
 _SCOPE_KEY = "offload.backgrounds"
 
 
-async def request_backgrounds(
-    connection: HTTPConnection, fastapi_tasks: FastAPITasks
-) -> AsyncIterator[BackgroundTasks]:
-    """Yield the request's offload task list, and see that it runs after the response.
+class FastAPITelemetryHooks(TaskHooks):
+    """The hooks that run each task of a request under FastAPI's telemetry in its
+    ``fastapi.background_task`` span; added when this module is imported.
+
+    FastAPI decides, from the context a task runs in, whether it gets a span at all (its
+    ``telemetry=`` settings, the request's exclusion, sampling); outside a request or without
+    telemetry, the hooks do nothing.
+    """
+
+    def __init__(self) -> None:
+        # Single dict steps, atomic as they are: hooks of tasks on several loops may run at once.
+        self._operations: dict[str, AbstractContextManager[None]] = {}  # task id -> its span
+
+    def started(self, task: Call, executor: str, attempt: int) -> None:
+        if attempt > 1 or fastapi_operation is None:  # one span for all of a task's attempts
+            return
+        operation = fastapi_operation(name="background_task", function=task.func)
+        operation.__enter__()  # current while the task runs; a thread gets a copy of it
+        self._operations[task.id] = operation
+
+    def ended(self, report: TaskReport) -> None:
+        operation = self._operations.pop(report.id, None)
+        if operation is None:  # it never started
+            return
+        error = report.error
+        if error is None:
+            operation.__exit__(None, None, None)
+            return
+        try:  # FastAPI's span records the error's type and re-raises it: only that is expected
+            operation.__exit__(type(error), error, error.__traceback__)
+        except BaseException as raised:
+            if raised is not error:
+                raise
+
+    def __repr__(self) -> str:
+        return "<offload.fastapi.FastAPITelemetryHooks>"
+
+
+#: The hooks this module adds for every runtime; without FastAPI's telemetry they cost about
+#: 2 µs a task (``make bench``), and ``offload.remove_hooks(telemetry_hooks)`` turns
+#: them off until the next request that uses :data:`Backgrounds`.
+telemetry_hooks = FastAPITelemetryHooks()
+
+
+def _join_fastapi_telemetry() -> None:
+    """Add the telemetry hooks, unless they are on (a test may have removed them)."""
+    if fastapi_operation is not None and telemetry_hooks not in global_hooks():
+        add_hooks(telemetry_hooks)
+
+
+_join_fastapi_telemetry()
+
+
+async def request_backgrounds(connection: HTTPConnection) -> AsyncIterator[BackgroundTasks]:
+    """Yield the request's offload task list, and run it once the response has been sent.
 
     Use it through :data:`Backgrounds`; it is public for ``app.dependency_overrides``.
 
     :param connection: the request (or WebSocket) the list belongs to
-    :param fastapi_tasks: FastAPI's own per-request task list, which the response awaits
     """
     shared = connection.scope.get(_SCOPE_KEY)
     if isinstance(shared, BackgroundTasks):  # made by an earlier, uncached declaration
         yield shared
         return
+    _join_fastapi_telemetry()
     tasks = connection.scope[_SCOPE_KEY] = BackgroundTasks()
-    ran = False
-
-    async def run_backgrounds() -> None:
-        nonlocal ran
-        ran = True
-        await tasks()
-
-    fastapi_tasks.add_task(run_backgrounds)
     try:
         yield tasks
     except BaseException as error:
         # The endpoint raised (no task runs, as with FastAPI's own), or the response's own
         # background did: either way these tasks will not run, and that must be said.
-        if not ran and tasks.tasks:
+        if tasks.tasks:
             logger.warning(
                 "Background tasks not run, since the request ended with %s: %s",
                 type(error).__name__, ", ".join(task.name for task in tasks.tasks),
             )  # fmt: skip
         raise
-    # Here the response has been sent. FastAPI drops its list when the endpoint returned a
-    # response with a background of its own; the tasks must not be dropped with it.
-    if not ran and tasks.tasks:
+    # Here the response has been sent, and its own background has run.
+    if tasks.tasks:
         await tasks()
 
 

@@ -13,10 +13,11 @@ the attributes ``offload.task.name``, ``offload.task.id``, ``offload.executor`` 
 each retry is an ``offload.retry`` event. While the task runs its span is current, so spans
 made inside it (on the loop, or in its thread) are its children.
 
-A process task takes the context into its worker (W3C ``traceparent``, with the call), where
-it is current while the task runs if OpenTelemetry is installed there: spans made inside are
-children of the task's span too, exported by the worker's own tracer provider. Not yet: Dask
-tasks.
+A process or Dask task takes the context into its worker (W3C ``traceparent``, with the
+call), where it is current while the task runs if OpenTelemetry is installed there: spans made
+inside are children of the task's span too, exported by the worker's own tracer provider. So
+does a task on a ``ProcessPoolExecutor`` of the app's own (``PoolExecutor``); one on a
+``ThreadPoolExecutor`` runs in a copy of the context, as a thread task does.
 
 Needs ``pip install offload[otel]``; ``import offload`` never imports it.
 """

@@ -18,6 +18,7 @@ except ImportError as exc:  # pragma: no cover (the dask tests run with distribu
         "Install it with: pip install offload[dask]"
     ) from exc
 
+from .._carrier import current_carrier
 from .._exceptions import ConfigError, NotPicklable, OffloadError, WorkerCrashed
 from .._progress import Progress, deliver, open_route
 from ._dask_worker import TOPIC, run_reporting_progress
@@ -146,8 +147,12 @@ class DaskExecutor(PoolExecutor):
             ) from None
 
     def submit_to(self, pool: FuturesExecutor, task: Call) -> Future[Any]:
-        """Submit the call wrapped so that what it says with ``set_progress`` comes back."""
-        return pool.submit(run_reporting_progress, task.id, task.func, task.args, task.kwargs)
+        """Submit the call wrapped so that what it says with ``set_progress`` comes back, and
+        so that it runs in the task's trace context."""
+        carrier = current_carrier()
+        return pool.submit(
+            run_reporting_progress, task.id, carrier, task.func, task.args, task.kwargs
+        )
 
     def __repr__(self) -> str:
         return f"<DaskExecutor {self.name!r} {self._target!r}>"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Executor as FuturesExecutor
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -13,6 +14,7 @@ import anyio.to_thread
 
 from .._call import run_to_end
 from .._callables import unwrap
+from .._carrier import current_carrier
 from . import _worker
 from ._base import Executor
 from ._futures import wait_future
@@ -192,8 +194,11 @@ def _shut_down(pool: FuturesExecutor) -> None:
 
 
 def _submit(pool: FuturesExecutor, task: Call) -> Future[Any]:
-    if isinstance(pool, ProcessPoolExecutor):
-        return pool.submit(_worker.run_payload, payload_of(task))
+    if isinstance(pool, ProcessPoolExecutor):  # with the trace context, as offload's own
+        return pool.submit(_worker.run_payload, payload_of(task), None, current_carrier())
+    func, args, kwargs = task.func, task.args, task.kwargs
     if task.is_async:
-        return pool.submit(run_to_end, task.func, task.args, task.kwargs)
-    return pool.submit(task.func, *task.args, **task.kwargs)
+        func, args, kwargs = run_to_end, (func, args, kwargs), {}
+    if isinstance(pool, ThreadPoolExecutor):  # in a copy of the context, as anyio's threads
+        return pool.submit(copy_context().run, func, *args, **kwargs)
+    return pool.submit(func, *args, **kwargs)
