@@ -62,6 +62,10 @@ class OffloadConfig:
     :param keep_statuses: how many ended tasks' statuses a runtime keeps, for
         ``offload.status(id)`` (the oldest are forgotten first); pending and running ones
         are always kept
+    :param journal: path of the SQLite journal of durable tasks (created if missing), or
+        ``None``; see ``durable``
+    :param durable: make task lists durable: written to the ``journal`` before the endpoint
+        returns, run at least once even if the server dies (a durable list is detached)
     :param dask_address: address of the Dask scheduler the ``"dask"`` executor connects to,
         e.g. ``"tcp://10.0.0.5:8786"``; needs ``pip install offload[dask]``
     :raises ConfigError: if a value is invalid
@@ -83,6 +87,8 @@ class OffloadConfig:
     shutdown_timeout: float = 30.0
     on_report: Callable[[TaskReport], object] | None = None
     keep_statuses: int = 1000
+    journal: str | None = None
+    durable: bool = False
     dask_address: str | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +109,19 @@ class OffloadConfig:
             raise ConfigError(f"detach must be True or False, got {self.detach!r}")
         check_int("max_pending", self.max_pending, optional=True)
         check_int("keep_statuses", self.keep_statuses, minimum=0)
+        if isinstance(self.journal, os.PathLike):  # a Path is welcome; the field keeps text
+            object.__setattr__(self, "journal", os.fspath(self.journal))
+        if self.journal is not None and (not isinstance(self.journal, str) or not self.journal):
+            raise ConfigError(
+                f"journal must be the path of a SQLite file or None, got {self.journal!r}"
+            )
+        if not isinstance(self.durable, bool):
+            raise ConfigError(f"durable must be True or False, got {self.durable!r}")
+        if self.durable and self.journal is None:
+            raise ConfigError(
+                "durable=True needs a journal to write the tasks to: "
+                "set journal='tasks.journal' (a SQLite file) as well"
+            )
         check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
         if self.on_report is not None and not callable(self.on_report):
             raise ConfigError(f"on_report must be a callable or None, got {self.on_report!r}")
@@ -327,6 +346,15 @@ _KINDS: dict[str, Any] = {
     "shutdown_timeout": float,
     "on_report": Callable,
     "keep_statuses": int,
+    "journal": str,
+    "durable": bool,
     "dask_address": str,
 }
-_OPTIONAL = {"max_tasks_per_child", "task_timeout", "max_pending", "on_report", "dask_address"}
+_OPTIONAL = {
+    "max_tasks_per_child",
+    "task_timeout",
+    "max_pending",
+    "on_report",
+    "journal",
+    "dask_address",
+}
