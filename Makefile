@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-frameworks coverage lint format demo bench soak docs clean
+.PHONY: install test test-frameworks coverage lint format demo bench soak docs dist clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ soak: $(STAMP)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The sdist and the wheel, then a check that the wheel installs and runs in a fresh virtualenv.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python scripts/check_dist.py dist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage* htmlcov

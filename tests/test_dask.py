@@ -404,7 +404,7 @@ def test_offload_imports_dask_only_for_the_dask_executor() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "Install it with: pip install offload[dask]" in result.stdout
+    assert "Install offload's 'dask' extra: pip install \"offload[dask]\"" in result.stdout
 
 
 async def test_progress_from_a_dask_worker_reaches_the_server_while_it_runs(

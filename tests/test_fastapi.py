@@ -326,7 +326,7 @@ def test_without_fastapi_the_import_error_names_the_extra(
     for name in [name for name in sys.modules if name.split(".")[0] == "fastapi"]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "offload.fastapi")
-    with pytest.raises(ImportError, match=r"pip install offload\[fastapi\]"):
+    with pytest.raises(ImportError, match=r"'fastapi' extra: pip install \"offload\[fastapi\]\""):
         importlib.import_module("offload.fastapi")
 
 

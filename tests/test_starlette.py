@@ -210,7 +210,9 @@ def test_without_starlette_the_import_error_names_the_extra(
     for name in [name for name in sys.modules if name.split(".")[0] == "starlette"]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "offload.starlette")
-    with pytest.raises(ImportError, match=r"pip install offload\[starlette\]"):
+    with pytest.raises(
+        ImportError, match=r"'starlette' extra: pip install \"offload\[starlette\]\""
+    ):
         importlib.import_module("offload.starlette")
 
 

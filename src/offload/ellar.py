@@ -40,7 +40,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.ellar needs Ellar, which is not installed. "
-        "Install it with: pip install offload[ellar]",
+        "Install offload's 'ellar' extra: pip install \"offload[ellar]\" where "
+        "offload's wheel is installed, or pip install \".[ellar]\" in offload's clone",
         name=exc.name,
     ) from exc
 

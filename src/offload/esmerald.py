@@ -28,7 +28,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.esmerald needs Esmerald, which is not installed. "
-        "Install it with: pip install offload[esmerald]",
+        "Install offload's 'esmerald' extra: pip install \"offload[esmerald]\" where "
+        "offload's wheel is installed, or pip install \".[esmerald]\" in offload's clone",
         name=exc.name,
     ) from exc
 

@@ -38,7 +38,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.fastapi needs FastAPI, which is not installed. "
-        "Install it with: pip install offload[fastapi]",
+        "Install offload's 'fastapi' extra: pip install \"offload[fastapi]\" where "
+        "offload's wheel is installed, or pip install \".[fastapi]\" in offload's clone",
         name=exc.name,
     ) from exc
 

@@ -57,7 +57,8 @@ def _check_hypern() -> None:
             raise _unsupported() from exc
         raise ImportError(
             "offload.hypern needs Hypern, which is not installed. "
-            "Install it with: pip install offload[hypern]",
+            "Install offload's 'hypern' extra: pip install \"offload[hypern]\" where "
+            "offload's wheel is installed, or pip install \".[hypern]\" in offload's clone",
             name=exc.name,
         ) from exc
     if "backgrounds" not in inspect.signature(responses.JSONResponse.__init__).parameters:
@@ -67,7 +68,8 @@ def _check_hypern() -> None:
 def _unsupported() -> ImportError:
     return ImportError(
         "offload.hypern needs a Hypern whose responses take backgrounds=[...] (Hypern 0.3); "
-        "install it with: pip install offload[hypern]",
+        "install offload's 'hypern' extra: pip install \"offload[hypern]\" where "
+        "offload's wheel is installed, or pip install \".[hypern]\" in offload's clone",
         name="hypern",
     )
 

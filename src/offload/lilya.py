@@ -30,7 +30,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.lilya needs Lilya, which is not installed. "
-        "Install it with: pip install offload[lilya]",
+        "Install offload's 'lilya' extra: pip install \"offload[lilya]\" where "
+        "offload's wheel is installed, or pip install \".[lilya]\" in offload's clone",
         name=exc.name,
     ) from exc
 

@@ -33,7 +33,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.litestar needs Litestar, which is not installed. "
-        "Install it with: pip install offload[litestar]",
+        "Install offload's 'litestar' extra: pip install \"offload[litestar]\" where "
+        "offload's wheel is installed, or pip install \".[litestar]\" in offload's clone",
         name=exc.name,
     ) from exc
 

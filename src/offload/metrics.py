@@ -35,7 +35,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.metrics needs prometheus_client, which is not installed. "
-        "Install it with: pip install offload[prometheus]",
+        "Install offload's 'prometheus' extra: pip install \"offload[prometheus]\" where "
+        "offload's wheel is installed, or pip install \".[prometheus]\" in offload's clone",
         name=exc.name,
     ) from exc
 

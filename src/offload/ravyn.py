@@ -28,7 +28,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.ravyn needs Ravyn, which is not installed. "
-        "Install it with: pip install offload[ravyn]",
+        "Install offload's 'ravyn' extra: pip install \"offload[ravyn]\" where "
+        "offload's wheel is installed, or pip install \".[ravyn]\" in offload's clone",
         name=exc.name,
     ) from exc
 

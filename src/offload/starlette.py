@@ -18,7 +18,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.starlette needs Starlette, which is not installed. "
-        "Install it with: pip install offload[starlette]",
+        "Install offload's 'starlette' extra: pip install \"offload[starlette]\" where "
+        "offload's wheel is installed, or pip install \".[starlette]\" in offload's clone",
         name=exc.name,
     ) from exc
 

@@ -35,7 +35,8 @@ try:
 except ImportError as exc:
     raise ImportError(
         "offload.tracing needs opentelemetry-api, which is not installed. "
-        "Install it with: pip install offload[otel]",
+        "Install offload's 'otel' extra: pip install \"offload[otel]\" where "
+        "offload's wheel is installed, or pip install \".[otel]\" in offload's clone",
         name=exc.name,
     ) from exc
 

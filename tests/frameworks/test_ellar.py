@@ -177,7 +177,7 @@ def test_without_ellar_the_import_error_says_how_to_install(
 ) -> None:
     monkeypatch.delitem(sys.modules, "offload.ellar")
     monkeypatch.setitem(sys.modules, "ellar.common", None)  # what a missing package gives
-    with pytest.raises(ImportError, match=r"pip install offload\[ellar\]"):
+    with pytest.raises(ImportError, match=r"'ellar' extra: pip install \"offload\[ellar\]\""):
         importlib.import_module("offload.ellar")
 
 

@@ -15,7 +15,8 @@ try:
 except ImportError as exc:  # pragma: no cover (the dask tests run with distributed installed)
     raise ImportError(
         "offload's dask executor needs Dask's distributed package, which is not installed. "
-        "Install it with: pip install offload[dask]"
+        "Install offload's 'dask' extra: pip install \"offload[dask]\" where "
+        "offload's wheel is installed, or pip install \".[dask]\" in offload's clone"
     ) from exc
 
 from .._carrier import current_carrier
