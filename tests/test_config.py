@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from offload import ConfigError, OffloadConfig, TaskReport
+from offload import ConfigError, InlineExecutor, OffloadConfig, TaskReport, register_executor
 from offload._config import _KINDS, FIELD_NAMES, _edit_distance, available_cpus
 
 
@@ -315,3 +315,36 @@ def test_from_mapping_rejects_what_is_not_a_mapping(mapping: Any) -> None:
 def test_from_env_skips_names_that_are_not_strings() -> None:
     environ: dict[Any, str] = {3: "x", "OFFLOAD_RETRIES": "2"}
     assert OffloadConfig.from_env(environ).retries == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("Process", "process"), ("threads", "thread"), ("INLINE", "inline"), ("proces", "process")],
+)
+def test_an_executor_name_near_a_known_one_fails_when_the_config_is_made(
+    name: str, meant: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^unknown executor '{name}'; .* mean '{meant}'\?$"):
+        OffloadConfig(executor=name)
+
+
+def test_an_executor_name_near_a_known_one_fails_from_env_and_replace() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'thread'"):
+        OffloadConfig.from_env({"OFFLOAD_EXECUTOR": "Thread"})
+    with pytest.raises(ConfigError, match="did you mean 'process'"):
+        OffloadConfig().replace(executor="processes")
+
+
+@pytest.mark.parametrize("name", ["gpu", "nowhere", "proc", "by_config"])
+def test_an_executor_name_near_no_known_one_may_be_registered_later(name: str) -> None:
+    assert OffloadConfig(executor=name).executor == name
+
+
+def test_executor_names_registered_so_far_are_known_to_the_config() -> None:
+    register_executor("gpu_pool", InlineExecutor)
+    assert OffloadConfig(executor="gpu_pool").executor == "gpu_pool"
+    with pytest.raises(ConfigError, match="did you mean 'gpu_pool'"):
+        OffloadConfig(executor="GPU_pool")
+    # A name near a known one is the app's own once it is registered.
+    register_executor("threads", InlineExecutor)
+    assert OffloadConfig(executor="threads").executor == "threads"

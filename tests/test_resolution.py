@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 
 from offload import (
@@ -184,3 +186,47 @@ async def test_a_chooser_is_not_asked_about_tasks_with_an_executor_of_their_own(
     await tasks()
     assert asked == ["plain"]  # once, when it joined the list
     assert [r.executor for r in tasks.reports] == ["thread", "inline", "by_function"]
+
+
+def test_task_options_refuses_a_near_miss_of_a_known_executor_at_once() -> None:
+    with pytest.raises(ExecutorNotFound, match=r"did you mean 'process'\?$"):
+        task_options(executor="Process")
+
+
+def test_task_options_lets_a_name_registered_later_pass_until_a_task_is_made() -> None:
+    @task_options(executor="registered_later")
+    def later() -> None:
+        pass
+
+    with pytest.raises(ExecutorNotFound, match="unknown executor 'registered_later'"):
+        BackgroundTask(later)
+    recorders = register("registered_later")
+    BackgroundTask(later)
+    assert recorders["registered_later"].prepared == [later.__qualname__]
+
+
+def test_executor_not_found_suggests_a_near_miss_and_lists_the_known_names() -> None:
+    with pytest.raises(ExecutorNotFound) as caught:
+        BackgroundTask(plain).set(executor="theads")
+    error = caught.value
+    assert str(error) == (
+        "unknown executor 'theads'; known executors are 'auto', 'dask', 'inline', 'process', "
+        "'thread'; did you mean 'thread'?"
+    )
+    assert (error.name, error.suggestion) == ("theads", "thread")
+    assert error.known == ("auto", "dask", "inline", "process", "thread")
+
+
+def test_executor_not_found_without_a_near_miss_says_how_to_add_one() -> None:
+    with pytest.raises(ExecutorNotFound) as caught:
+        BackgroundTasks(executor="nowhere")
+    assert str(caught.value).endswith("(add one with offload.register_executor)")
+    assert caught.value.suggestion is None
+
+
+def test_executor_not_found_does_not_chain_the_lookup_key_error() -> None:
+    with pytest.raises(ExecutorNotFound) as caught:
+        BackgroundTask(plain).set(executor="nowhere")
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert "KeyError" not in "".join(traceback.format_exception(caught.value))

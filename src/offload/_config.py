@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 OnError = Literal["raise", "stop", "continue", "collect"]
 Concurrency = Literal["sequential", "group"]
+
+#: The executor name that picks ``inline`` or ``thread`` by the kind of function.
+AUTO = "auto"
 
 
 def available_cpus() -> int:
@@ -68,10 +71,12 @@ class OffloadConfig:
         returns, run at least once even if the server dies (a durable list is detached)
     :param dask_address: address of the Dask scheduler the ``"dask"`` executor connects to,
         e.g. ``"tcp://10.0.0.5:8786"``; needs ``pip install offload[dask]``
-    :raises ConfigError: if a value is invalid
+    :raises ConfigError: if a value is invalid; an ``executor`` name that is not registered
+        yet passes, since the app may register it later, unless it is a near miss of a known
+        one (the same but for letter case, or at most two letters added, dropped or changed)
     """
 
-    executor: str = "auto"
+    executor: str = AUTO
     on_error: OnError = "raise"
     concurrency: Concurrency = "sequential"
     thread_limit: int = 40
@@ -94,6 +99,11 @@ class OffloadConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.executor, str) or not self.executor:
             raise ConfigError(f"executor must be a non-empty executor name, got {self.executor!r}")
+        if self.executor != AUTO and self.executor not in _executor_names:
+            # Maybe registered later, so refused now only if it is surely a typo.
+            known = (AUTO, *_executor_names)
+            if near_miss(self.executor, known) is not None:
+                raise ConfigError(unknown_executor(self.executor, known))
         check_choice("on_error", self.on_error, get_args(OnError))
         check_choice("concurrency", self.concurrency, get_args(Concurrency))
         check_int("thread_limit", self.thread_limit)
@@ -206,6 +216,46 @@ class OffloadConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(OffloadConfig))
+
+# The registered executor names, as offload.executors tells them (use_executor_names): the
+# executors sit above this module, so it is told their names rather than importing them.
+_executor_names: Collection[str] = ()
+
+
+def use_executor_names(names: Collection[str]) -> None:
+    """Check the ``executor`` of every config made from now on against ``names``.
+
+    The executor registry passes a live view of its names, so that an executor registered
+    later is known from then on.
+    """
+    global _executor_names
+    _executor_names = names
+
+
+def near_miss(name: str, names: Iterable[str]) -> str | None:
+    """Return the one of ``names`` that ``name`` is a near miss of, or ``None``.
+
+    A near miss differs in letter case only, or by at most two letters added, dropped or
+    changed: ``"Process"`` and ``"threads"`` are near misses of ``"process"`` and ``"thread"``.
+    """
+    folded = name.lower()
+    distance, closest = min(
+        ((_edit_distance(folded, known.lower()), known) for known in names),
+        default=(_TYPO_DISTANCE + 1, ""),
+    )
+    return closest if distance <= _TYPO_DISTANCE else None
+
+
+def unknown_executor(name: str, names: Collection[str]) -> str:
+    """Say that ``name`` is none of the executor ``names``, with a near miss if there is one."""
+    known = ", ".join(repr(known) for known in sorted(names))
+    close = near_miss(name, names)
+    if close is not None:
+        return f"unknown executor {name!r}; known executors are {known}; did you mean {close!r}?"
+    return (
+        f"unknown executor {name!r}; known executors are {known} "
+        "(add one with offload.register_executor)"
+    )
 
 
 def _check_keys(keys: Iterable[object]) -> None:

@@ -25,7 +25,25 @@ class ConfigError(OffloadError, ValueError):
 
 
 class ExecutorNotFound(OffloadError, LookupError):
-    """Raised when an executor name is not registered."""
+    """Raised when an executor name is not registered.
+
+    :ivar name: the name looked up
+    :ivar known: the names that are registered (``"auto"`` included), sorted
+    :ivar suggestion: the known name that ``name`` is a near miss of (a typo), if any
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        known: tuple[str, ...] = (),
+        suggestion: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.known = known
+        self.suggestion = suggestion
 
 
 class NotPicklable(OffloadError, TypeError):

@@ -32,27 +32,30 @@ class TaskOptions:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        # Names are checked when a task is made, not here: a decorator runs at import time,
-        # possibly before the application registers the executor it names.
-        check_executor_spec(self.executor, check_name=False)
+        # A decorator runs at import time, possibly before the application registers the
+        # executor it names: only a near miss of a known name ("Process") is refused here;
+        # other names are checked when a task is made.
+        check_executor_spec(self.executor, allow_unregistered=True)
         check_timeout("timeout", self.timeout)
         check_int("retries", self.retries, minimum=0, optional=True)
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {self.name!r}")
 
 
-def check_executor_spec(spec: object, *, check_name: bool = True) -> None:
+def check_executor_spec(spec: object, *, allow_unregistered: bool = False) -> None:
     """Check that ``spec`` names a registered executor or is one.
 
-    :raises ExecutorNotFound: if it is an unknown name
+    :param allow_unregistered: let a name pass that may be registered later: one that is
+        not a near miss of a known name
+    :raises ExecutorNotFound: if it is an unknown name (or, with ``allow_unregistered``, a
+        near miss of a known one)
     :raises TypeError: if it is neither a name, an executor nor ``None``
     """
     if spec is None or isinstance(spec, Executor):
         return
     if not isinstance(spec, str):
         raise TypeError(f"executor must be a registered name or an offload.Executor, got {spec!r}")
-    if check_name:
-        check_executor_name(spec)
+    check_executor_name(spec, allow_unregistered=allow_unregistered)
 
 
 def task_options(
@@ -70,8 +73,9 @@ def task_options(
         @task_options(executor="process", timeout=60)
         def render_report(report_id: int) -> None: ...
 
-    A task's own ``task.set(...)`` overrides these. The executor name is checked when a
-    task of the function is made, so it may be registered after the decorator runs.
+    A task's own ``task.set(...)`` overrides these. An executor name that is a near miss of
+    a known one (``"Process"``, ``"threads"``) is an error here; any other name is checked
+    when a task of the function is made, so it may be registered after the decorator runs.
 
     ``timeout`` limits each attempt; ``retries`` runs a task that failed, timed out or lost
     its worker process again, after an exponential backoff with jitter (the config's
@@ -79,6 +83,7 @@ def task_options(
     part of its work before it failed.
 
     :raises ConfigError: if ``timeout`` or ``retries`` is out of range
+    :raises ExecutorNotFound: if ``executor`` is a near miss of a known executor name
     """
     options = TaskOptions(executor=executor, timeout=timeout, retries=retries, name=name)
 

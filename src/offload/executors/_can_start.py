@@ -9,6 +9,7 @@ it again in every worker, which then fails with pages of tracebacks.
 from __future__ import annotations
 
 import ast
+import functools
 import multiprocessing
 import sys
 import threading
@@ -17,8 +18,8 @@ from types import FrameType, ModuleType
 from .._exceptions import OffloadError
 
 
-def check_can_start_workers() -> None:
-    """Check that this process can start worker processes.
+def check_can_start_workers(start_method: str) -> None:
+    """Check that this process can start worker processes with ``start_method``.
 
     :raises OffloadError: naming the cause and the fix, if it cannot
     """
@@ -30,14 +31,29 @@ def check_can_start_workers() -> None:
             "Run the server with non-daemonic workers: for hypercorn, set `daemon = false` "
             "in its config file (hypercorn --config), or serve from its main process with -w 0"
         )
-    line = _unguarded_main_line()
+    check_main_guard(start_method)
+
+
+def check_main_guard(start_method: str) -> None:
+    """Check that workers started with ``start_method`` would not run the app again.
+
+    ``spawn`` and ``forkserver`` workers import the main module; if it is running its
+    top-level code outside an ``if __name__ == "__main__":`` guard now, each would run that
+    code again, and fail with pages of tracebacks that do not say the fix. The process
+    executor checks this as soon as a task is bound to it, so the error comes from the
+    line that bound it, with a short traceback, rather than from the task's run.
+
+    :raises OffloadError: naming the line and the fix, if workers would run it again
+    """
+    line = None if start_method == "fork" else _unguarded_main_line()
     if line is not None:
         path, lineno = line
+        # One line, so that it is the last one of the traceback, and the fix at its end.
         raise OffloadError(
             f"the process executor cannot start worker processes while the main module "
-            f"{path} runs its top-level code (line {lineno}): each worker imports the main "
-            "module, which would run that code again. Put the code that starts the app or "
-            'runs the tasks under `if __name__ == "__main__":`'
+            f"{path} runs its top-level code (line {lineno}), which each worker would run "
+            "again as it imports the module: put the code that starts the app or runs the "
+            'tasks under `if __name__ == "__main__":`'
         )
 
 
@@ -52,16 +68,30 @@ def _unguarded_main_line() -> tuple[str, int] | None:
         frame = frame.f_back
     if frame is None:  # the main module has finished its top-level code
         return None
+    lineno = frame.f_lineno
+    for first, last, guarded in _top_level_statements(path):
+        if first <= lineno <= last:
+            return None if guarded else (path, lineno)
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _top_level_statements(path: str) -> tuple[tuple[int, int, bool], ...]:
+    """Return the first and last line of each top-level statement of the module at ``path``,
+    and whether it is a ``__main__`` guard; nothing if it cannot be read.
+
+    Cached: it is asked each time a task is bound to a process executor that has not
+    started yet, and a script does not change under the process running it.
+    """
     try:
         with open(path, encoding="utf-8") as source:
             tree = ast.parse(source.read(), path)
     except (OSError, SyntaxError, ValueError):
-        return None  # nothing to go by: let multiprocessing have its say
-    lineno = frame.f_lineno
-    for statement in tree.body:
-        if statement.lineno <= lineno <= (statement.end_lineno or statement.lineno):
-            return None if _is_main_guard(statement) else (path, lineno)
-    return None
+        return ()  # nothing to go by: let multiprocessing have its say
+    return tuple(
+        (statement.lineno, statement.end_lineno or statement.lineno, _is_main_guard(statement))
+        for statement in tree.body
+    )
 
 
 def _reimported_by_workers(main: ModuleType) -> bool:

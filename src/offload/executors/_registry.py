@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+# AUTO ("auto" is not an executor: it picks inline or thread) is re-exported for the layers above.
+from .._config import AUTO as AUTO
+from .._config import OffloadConfig, near_miss, unknown_executor, use_executor_names
 from .._exceptions import ExecutorNotFound
 from ._base import Executor
 
-if TYPE_CHECKING:
-    from .._config import OffloadConfig
-
 ExecutorFactory = Callable[["OffloadConfig"], Executor]
-
-#: ``"auto"`` is not an executor: it picks ``inline`` or ``thread`` by the kind of function.
-AUTO = "auto"
 
 # Imported only when first used, so `import offload` pays for none of them.
 _BUILTINS = {
@@ -26,6 +22,8 @@ _BUILTINS = {
     "dask": "offload.executors.dask:DaskExecutor",
 }
 _factories: dict[str, ExecutorFactory | str] = dict(_BUILTINS)
+# A live view: a config made after register_executor(name, ...) knows the name too.
+use_executor_names(_factories.keys())
 
 
 def register_executor(name: str, factory: type[Executor] | ExecutorFactory) -> None:
@@ -57,14 +55,24 @@ def executor_names() -> list[str]:
     return sorted([AUTO, *_factories])
 
 
-def check_executor_name(name: str) -> None:
-    """Raise :exc:`ExecutorNotFound` unless ``name`` is ``"auto"`` or registered."""
-    if name != AUTO and name not in _factories:
-        known = ", ".join(repr(n) for n in executor_names())
-        raise ExecutorNotFound(
-            f"unknown executor {name!r}; known executors are {known} "
-            "(add one with offload.register_executor)"
-        )
+def check_executor_name(name: str, *, allow_unregistered: bool = False) -> None:
+    """Raise :exc:`ExecutorNotFound` unless ``name`` is ``"auto"`` or registered.
+
+    :param allow_unregistered: let a name that is not registered yet pass, since the app may
+        register it later, unless it is a near miss of a known one (``"Process"``,
+        ``"threads"``): then it is surely a typo
+    """
+    if name == AUTO or name in _factories:
+        return
+    known = executor_names()
+    suggestion = near_miss(name, known)
+    if allow_unregistered and suggestion is None:
+        return
+    # from None: raised while a caller handles the KeyError of its own lookup, which would
+    # only add a second traceback.
+    raise ExecutorNotFound(
+        unknown_executor(name, known), name=name, known=tuple(known), suggestion=suggestion
+    ) from None
 
 
 def create_executor(name: str, config: OffloadConfig) -> Executor:

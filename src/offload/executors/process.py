@@ -21,7 +21,7 @@ from .._hooks import worker_restarted
 from .._progress import open_route
 from . import _fork_server as fork_server
 from ._base import Executor
-from ._can_start import check_can_start_workers
+from ._can_start import check_can_start_workers, check_main_guard
 from ._futures import wait_future
 from ._pickling import payload_of, unpack_outcome
 from ._slot import Slot
@@ -95,8 +95,15 @@ class ProcessExecutor(Executor):
     def prepare(self, task: Call) -> None:
         """Pickle the task's call now, so that an unpicklable one fails before it is queued.
 
+        Until the workers have started, check as well that they could: a script whose
+        top-level code binds a process task without an ``if __name__ == "__main__":`` guard
+        would run again in each worker.
+
+        :raises OffloadError: if workers would run the main module's top-level code again
         :raises NotPicklable: naming the task and the part of the call that does not pickle
         """
+        if self._queue is None:
+            check_main_guard(self.start_method)
         payload_of(task)
         self._modules.setdefault(module_name(task.func), None)
 
@@ -104,8 +111,13 @@ class ProcessExecutor(Executor):
         """Start every worker and wait until each is ready for a task.
 
         Safe to call again, and from several tasks at once: the workers start once.
+
+        :raises OffloadError: if this process cannot start workers (a daemonic process, or
+            a main module without an ``if __name__ == "__main__":`` guard), naming the fix
         """
         if self._queue is None:
+            # Here rather than in the thread: its frames would only lengthen the traceback.
+            check_can_start_workers(self.start_method)
             await anyio.to_thread.run_sync(self._start)
 
     async def aclose(self) -> None:
@@ -198,7 +210,6 @@ class ProcessExecutor(Executor):
         with self._lifecycle:
             if self._queue is not None:
                 return
-            check_can_start_workers()
             context = self._context()
             slots = [Slot(context) for _ in range(self.workers)]
             try:
