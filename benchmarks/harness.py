@@ -1,7 +1,7 @@
 """Side-by-side measurement: interleaved rounds, medians with min-max, ratios to an anchor.
 
-Also what several benchmarks share: CPU-bound work, a server in a subprocess, and the report
-(Markdown tables and a chart) that ``benchmarks/run.py`` writes.
+Also what several benchmarks share: CPU-bound work, a server in a subprocess, and the Markdown
+tables of the report that ``benchmarks/run.py`` writes (its chart is ``chart.py``'s).
 
 Only the standard library is imported at the top: worker processes import this module for
 :func:`burn`, and should not pay for uvicorn or matplotlib.
@@ -304,50 +304,3 @@ def print_table(title: str, rows: Sequence[Row], note: str = "") -> str:
     TABLES.append(Table(title, rows, note, markdown))
     print(markdown, "", sep="\n", flush=True)
     return markdown
-
-
-def plot(tables: Sequence[Table], path: Path) -> None:
-    """Draw every row's ratio to its anchor, with its target, into a PNG at ``path``.
-
-    Each ratio is a line from the anchor (1x) to a dot: to the left offload is faster (or
-    quieter), to the right slower. One log-scaled axis fits ratios from 1/1000 to a few x.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed, none opened
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    rows = [row for table in tables for row in table.rows]
-    colours = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
-    figure, axes = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8), layout="constrained")
-    positions = range(len(rows))[::-1]  # the first row at the top
-    for y, row in zip(positions, rows, strict=True):
-        colour = colours[row.met]
-        axes.plot([1.0, row.ratio], [y, y], color=colour, linewidth=3, solid_capstyle="butt")
-        axes.plot([row.ratio], [y], "o", color=colour, markersize=8)
-        axes.annotate(
-            format_ratio(row.ratio), (row.ratio, y), xytext=(0, 7), textcoords="offset points",
-            ha="center", fontsize=8,
-        )  # fmt: skip
-        if row.limit is not None:
-            axes.plot([row.limit], [y], marker="|", color="black", markersize=16, mew=2)
-    axes.axvline(1.0, color="#555555", linestyle=":", linewidth=1)
-    axes.set_xscale("log")
-    axes.set_ylim(-0.7, len(rows) - 0.3)
-    axes.set_yticks(list(positions), [textwrap.fill(row.what, 55) for row in rows], fontsize=8)
-    axes.set_xlabel("offload median / anchor median (log scale; left of 1x: offload is better)")
-    axes.set_title("offload against its anchors, measured side by side")
-    axes.grid(axis="x", which="major", color="#e0e0e0")
-    axes.legend(
-        handles=[
-            Line2D([], [], marker="o", color=colours[True], label="target met"),
-            Line2D([], [], marker="o", color=colours[False], label="target missed"),
-            Line2D([], [], marker="o", color=colours[None], label="no target"),
-            Line2D([], [], marker="|", color="black", linestyle="", markersize=12, label="target"),
-        ],
-        loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
-    )  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

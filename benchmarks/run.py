@@ -2,6 +2,8 @@
 with its chart ``docs/img/benchmarks.png`` (``make bench``).
 
 ``--no-docs`` only prints the tables, e.g. to try a change without touching the docs.
+``--from-docs`` measures nothing: it draws the chart, and writes the notes on missed targets
+beside it, again from the tables already in ``docs/benchmarks.md`` (after a change to either).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import bench_core  # this folder is on sys.path when the script runs
 import bench_e2e
 import bench_lists
 import bench_process
+import chart
 import harness
+import missed
 
 DOCS = harness.BENCHMARKS.parent / "docs"
 CHART = Path("img", "benchmarks.png")  # relative to DOCS, as the page links it
@@ -86,6 +90,8 @@ def report(tables: Sequence[harness.Table], notes: Sequence[str], context: str) 
         f"![offload / anchor for every row, with its target]({CHART.as_posix()})",
         "",
     ]
+    if notes_on_missed := missed.section(chart.panels_of(tables)):
+        parts.append(notes_on_missed)
     parts += [f"> {note}\n" for note in notes]
     parts += [f"{table.markdown}\n" for table in tables]
     return "\n".join(parts)
@@ -95,14 +101,38 @@ def write_docs(
     tables: Sequence[harness.Table], notes: Sequence[str], context: str, docs: Path = DOCS
 ) -> None:
     """Write the results page and its chart under ``docs``."""
-    harness.plot([table for table in tables if table.rows], docs / CHART)
+    chart.draw(chart.panels_of(tables), docs / CHART)
     (docs / "benchmarks.md").write_text(report(tables, notes, context), encoding="utf-8")
+
+
+def redraw(docs: Path = DOCS) -> None:
+    """Draw the chart and write the notes on missed targets again, from the tables of the
+    results page under ``docs``: nothing is measured.
+
+    :raises SystemExit: if the page has no results table
+    """
+    page = docs / "benchmarks.md"
+    text = page.read_text(encoding="utf-8")
+    panels = chart.panels_in(text)
+    if not panels:
+        raise SystemExit(f"{page} has no results table to draw")
+    chart.draw(panels, docs / CHART)
+    page.write_text(missed.replace_section(text, panels), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-docs", action="store_true", help="print the tables only")
+    parser.add_argument(
+        "--from-docs",
+        action="store_true",
+        help="measure nothing: redraw the chart and its notes from docs/benchmarks.md",
+    )
     args = parser.parse_args(argv)
+    if args.from_docs:
+        redraw()
+        print(f"Drew {DOCS / CHART} and its notes from {DOCS / 'benchmarks.md'}")
+        return
     started, load_before = time.perf_counter(), harness.load_average()
     tables, notes = run_all()
     context = (

@@ -22,6 +22,9 @@ ROOT = Path(__file__).parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```(?P<lang>\w*)(?P<info>[^\n]*)\n(?P<code>.*?)^```", re.M | re.S)
 TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+#: The widest a line of a code sample may be: the site's text column shows 80 columns of
+#: code, and a wider sample scrolls, hiding its end (often the comment that explains it).
+WIDTH = 80
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,22 @@ def test_the_samples_of_the_page_run(
             cwd=tmp_path,
         )
         assert result.returncode == 0, f"samples of {page.name} failed:\n{result.stdout}"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"],
+    ids=lambda page: str(page.relative_to(ROOT)),
+)
+def test_no_line_of_a_code_sample_is_wider_than_the_text_column(page: Path) -> None:
+    text = page.read_text()
+    too_wide = []
+    for match in FENCE.finditer(text):
+        first = text.count("\n", 0, match.start("code")) + 1
+        for number, line in enumerate(match["code"].splitlines(), start=first):
+            if len(line) > WIDTH:
+                too_wide.append(f"line {number} has {len(line)} columns: {line.strip()}")
+    assert not too_wide, f"code in {page.name} wider than {WIDTH} columns:\n" + "\n".join(too_wide)
 
 
 def test_every_page_is_in_the_site_navigation() -> None:
