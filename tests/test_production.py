@@ -142,6 +142,7 @@ class Session:
         directory: Path,
         *,
         stdin: int | None = subprocess.DEVNULL,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.dir = directory
         self.tmpdir = directory / "tmp"
@@ -150,12 +151,14 @@ class Session:
         self.tmpdir.mkdir(parents=True)
         self.marks.mkdir()
         self.known: dict[int, Proc] = {}  # descendants seen so far
+        extra = env or {}
         env = {key: value for key, value in os.environ.items() if not key.startswith("OFFLOAD_")}
         env |= {
             "TMPDIR": str(self.tmpdir),
             "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])]),
             "OFFLOAD_PROCESS_WORKERS": "2",
             "PYTHONUNBUFFERED": "1",
+            **extra,
         }
         with contextlib.ExitStack() as stack:
             listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
@@ -262,8 +265,10 @@ class Session:
 class Server(Session):
     """A server in a session of its own, answering HTTP."""
 
-    def __init__(self, args: Sequence[str], directory: Path) -> None:
-        super().__init__(args, directory)
+    def __init__(
+        self, args: Sequence[str], directory: Path, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(args, directory, env=env)
         # A connection per request, as from many clients: a kept-alive one would stay with a
         # worker that is being recycled.
         self.client = httpx.Client(
@@ -311,9 +316,11 @@ class Server(Session):
 
 
 @contextlib.contextmanager
-def serving(args: Sequence[str], tmp_path: Path, name: str = "server") -> Iterator[Server]:
+def serving(
+    args: Sequence[str], tmp_path: Path, name: str = "server", env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Start a server, wait until it answers, and kill all it started on exit."""
-    server = Server(args, tmp_path / name)
+    server = Server(args, tmp_path / name, env)
     try:
         server.wait_ready()
         yield server

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 import anyio
 
@@ -30,6 +30,29 @@ logger = logging.getLogger("offload")
 #: cannot have children, and a script without an ``if __name__ == "__main__":`` guard would
 #: run again in each of them.
 PREWARMED = ("inline", "thread")
+
+
+class JournalService(Protocol):
+    """A runtime's journal of durable tasks (``offload._durable`` makes it): started when the
+    runtime is entered, told when it drains, closed after."""
+
+    async def start(self) -> None: ...
+
+    def drain_started(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Makes a runtime's journal service; set by the module above that builds it, so that this
+#: one needs not import it.
+_journal_service: Callable[[Runtime, str], JournalService] | None = None
+
+
+def set_journal_service(factory: Callable[[Runtime, str], JournalService]) -> None:
+    """Make ``factory(runtime, path)`` what gives a runtime with a journal its service."""
+    global _journal_service
+    _journal_service = factory
+
 
 #: How long a closing runtime waits for the detached tasks it cancelled to end. A task that
 #: swallows its cancellation is left behind, named in the log, rather than hang shutdown.
@@ -97,6 +120,9 @@ class Runtime:
         self._report_hooks: tuple[TaskHooks, ...] = (
             () if on_report is None else (ReportHook(on_report),)
         )
+        #: The journal of durable tasks, while the runtime is entered with a config that
+        #: names one; else ``None``.
+        self.journal: JournalService | None = None
 
     @property
     def config(self) -> OffloadConfig:
@@ -357,7 +383,20 @@ class Runtime:
         with self._lock:
             self._supervisor, self._state, self._idle = supervisor, "running", None
         _entered.append(self)
+        if self._config.journal is not None:
+            try:
+                await self._open_journal(self._config.journal)
+            except BaseException:
+                await self.aclose()
+                raise
         return self
+
+    async def _open_journal(self, path: str) -> None:
+        if _journal_service is None:
+            raise OffloadError("durable tasks are not available: import offload first")
+        journal = _journal_service(self, path)
+        await journal.start()  # takes over what gone runtimes left: it runs from now on
+        self.journal = journal
 
     async def __aexit__(
         self,
@@ -389,6 +428,9 @@ class Runtime:
                 await self._close_executors()
 
     async def _drain(self, drain_timeout: float) -> None:
+        journal = self.journal
+        if journal is not None:
+            journal.drain_started()
         with self._lock:
             if self._state == "running":
                 self._state = "closing"
@@ -418,6 +460,9 @@ class Runtime:
                 await self._close_supervisor(supervisor)
             for ticket in list(self._tickets):  # scheduled, but never handed over: named above
                 ticket.end()
+            if journal is not None:  # what did not end stays journaled, for the next runtime
+                self.journal = None
+                await journal.aclose()
 
     async def _close_supervisor(self, supervisor: Supervisor[Ticket]) -> None:
         """Cancel the detached lists left; name those that do not end within the grace."""

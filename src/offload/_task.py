@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, Self, TypeAlias, get_args
+from weakref import WeakMethod
 
 from ._call import call_sync
 from ._callables import callable_name, is_async_callable
@@ -16,6 +17,8 @@ from ._checks import check_callable, check_choice
 from ._config import Concurrency, OnError
 from ._default import current_runtime
 from ._detached import Reservation
+from ._durable import DurableList
+from ._exceptions import OffloadError
 from ._foreign import runs_as_group, task_list_items, unpack
 from ._ids import new_id
 from ._options import (
@@ -56,6 +59,8 @@ class BackgroundTask:
         "defaults",
         "func",
         "is_async",
+        "journaled",
+        "key",
         "kwargs",
         "list_choice",
         "options",
@@ -74,6 +79,8 @@ class BackgroundTask:
     list_choice: ExecutorSpec | None
     runs_on: ExecutorSpec | None
     _name: str | None
+    key: str | None
+    journaled: WeakMethod[Callable[[BackgroundTask], None]] | None
 
     # ``func`` may be given by keyword, as Starlette's and Lilya's tasks allow.
     def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
@@ -87,6 +94,7 @@ class BackgroundTask:
         timeout: float | None = None,
         retries: int | None = None,
         name: str | None = None,
+        key: str | None = None,
     ) -> Self:
         """Set this task's own options in place and return the task, for chaining.
 
@@ -99,10 +107,16 @@ class BackgroundTask:
         took. Retry only idempotent tasks: an attempt may have done part of its work before
         it failed, and a thread task that timed out runs on beside the next attempt.
 
+        ``key`` is a durable task's idempotency key: a durable list does not journal a task
+        whose key is already pending or running there (the task then takes that one's id).
+
         :raises ExecutorNotFound: if ``executor`` is an unknown name
         :raises NotPicklable: if the executor must pickle the task and cannot
+        :raises OffloadError: if the task is durable and the journal cannot be written
         """
-        old, old_runs_on = self.options, self.runs_on
+        if key is not None and (not isinstance(key, str) or not key):
+            raise TypeError(f"key must be a non-empty string, got a {type(key).__name__}")
+        old, old_runs_on, old_key = self.options, self.runs_on, self.key
         # Set before the executor checks the task, so that its errors show the new name;
         # taken back if it refuses, so that a failed set changes nothing.
         self.options = TaskOptions(
@@ -112,12 +126,17 @@ class BackgroundTask:
             name=old.name if name is None else name,
         )
         self._name = None
-        if executor is not None:
-            try:
+        if key is not None:
+            self.key = key
+        try:
+            if executor is not None:
                 _plan(self, current_runtime())
-            except BaseException:
-                self.options, self._name, self.runs_on = old, None, old_runs_on
-                raise
+            rewrite = None if self.journaled is None else self.journaled()
+            if rewrite is not None:  # a durable list's: its journal entry follows
+                rewrite(self)
+        except BaseException:
+            self.options, self._name, self.runs_on, self.key = old, None, old_runs_on, old_key
+            raise
         return self
 
     @property
@@ -193,6 +212,8 @@ def _init(
     task.payload = None
     task.list_choice = None  # what the first list with an executor choice chose for it
     task.runs_on = None
+    task.key = None
+    task.journaled = None  # set by a durable list: rewrites its journal entry
     if task.defaults.executor is not None:
         _plan(task, current_runtime())
 
@@ -253,6 +274,7 @@ class BackgroundTasks:
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
         detach: bool | None = None,
+        durable: bool | None = None,
     ) -> None:
         if on_error is not None:
             check_choice("on_error", on_error, get_args(OnError))
@@ -273,8 +295,18 @@ class BackgroundTasks:
         self._reservation: Reservation[Runtime] | None = None
         self._detached = False
         self._joined = 0  # the tasks that joined through this list; others were appended
+        self._durable: DurableList | None = None
         runtime = current_runtime()
-        if detach is None:
+        if durable is None:
+            durable = runtime.config.durable
+        elif not isinstance(durable, bool):
+            raise TypeError(f"durable must be True or False, got {durable!r}")
+        if durable:
+            if detach is False:
+                raise OffloadError("a durable task list is detached: drop detach=False")
+            self._durable = DurableList(self, runtime, on_error, concurrency)
+            self._detached = True
+        elif detach is None:
             if runtime.config.detach:
                 runtime.check_detach("the config's detach=True")
                 self._detached = True
@@ -320,11 +352,21 @@ class BackgroundTasks:
             self._drop_reservation()
         self._detached = value
 
+    @property
+    def durable(self) -> bool:
+        """Whether the list is durable: each task is written to the runtime's journal as it
+        joins the list, before the endpoint returns, and runs at least once, even if the
+        server dies first (another server process on the journal, or the next one, takes it
+        over). A durable list is detached. Its tasks must be idempotent."""
+        return self._durable is not None
+
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> BackgroundTask:
         """Append ``func(*args, **kwargs)`` and return the new task (for ``.set(...)``).
 
         :raises TypeError: if ``func`` is not callable, or is a coroutine object
-        :raises NotPicklable: if the task goes to a process executor and cannot be pickled
+        :raises NotPicklable: if the task goes to a process executor and cannot be pickled,
+            or the list is durable and it cannot be pickled
+        :raises OffloadError: if the list is durable and the journal cannot be written
         """
         check_callable(func, "add_task()")
         task = _new_task(func, args, kwargs)
@@ -352,6 +394,8 @@ class BackgroundTasks:
 
     def _append(self, task: BackgroundTask, runtime: Runtime) -> None:
         self._join(task, runtime)
+        if self._durable is not None and self._journal([(len(self.tasks), task)]):
+            return  # its key is pending already: the task is that one
         if self._detached and self._reservation is None:
             self._reserve(runtime)
         self.tasks.append(task)
@@ -360,9 +404,40 @@ class BackgroundTasks:
     def _join_appended(self) -> None:
         # Tasks appended to ``tasks`` directly, as Starlette's lists allow, join it now.
         runtime = current_runtime()
-        for task in self.tasks[self._joined :]:
+        appended = self.tasks[self._joined :]
+        for task in appended:
             self._join(task, runtime)
+        if self._durable is not None:
+            first = self._joined
+            duplicates = self._journal(list(enumerate(appended, first)))
+            self.tasks = [task for task in self.tasks if task not in duplicates]
         self._joined = len(self.tasks)
+
+    def _journal(self, tasks: list[tuple[int, BackgroundTask]]) -> list[BackgroundTask]:
+        """Write durable tasks to the journal; return those it did not take, as their key is
+        pending already (each then takes the id of that one)."""
+        durable = self._durable
+        assert durable is not None
+        duplicates = durable.write(tasks)
+        left = []
+        for _, task in tasks:
+            existing = duplicates.get(task.id)
+            if existing is None:  # weakly: the list holds its tasks, and must be collectable
+                task.journaled = WeakMethod(self._rewrite)
+            else:
+                task._id, task.journaled = existing, None
+                left.append(task)
+        return left
+
+    def _rewrite(self, task: BackgroundTask) -> None:
+        """Journal ``task`` anew: its options changed (``task.set(...)``)."""
+        durable = self._durable
+        assert durable is not None
+        if self._journal([(durable.position(task.id), task)]):
+            self.tasks.remove(task)
+            self._joined -= 1
+            if not self.tasks:  # nothing left to run: its place in the runtime is free
+                self._drop_reservation()
 
     def _join(self, task: BackgroundTask, runtime: Runtime) -> None:
         """Apply this list's executor choice to ``task``, and plan it."""
@@ -391,6 +466,8 @@ class BackgroundTasks:
             reservation.ticket.end()
 
     def _hand_over(self) -> None:
+        if self._durable is not None:
+            self._durable.handed_over()
         reservation = self._take_reservation()
         if not self.tasks:  # emptied since it was scheduled: nothing to run
             if reservation is not None:
@@ -431,6 +508,8 @@ def _as_tasks(items: Iterable[object], groups: list[bool]) -> Iterator[Backgroun
             yield item
         elif isinstance(item, BackgroundTasks):
             item._drop_reservation()  # its tasks join this list: they are counted once, here
+            if item._durable is not None:  # and are journaled again as this list's
+                item._durable.handed_over()
             groups.append(item.concurrency == "group")
             yield from item.tasks
         elif (tasks := task_list_items(item)) is not None:

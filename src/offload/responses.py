@@ -42,6 +42,9 @@ class BackgroundsMixin:
         is sent, so the server completes the request at once and nothing that happens to the
         request reaches them; the config's when ``None`` (see
         :attr:`offload.BackgroundTasks.detach`)
+    :param durable: write the tasks to the runtime's journal now, so that they run at least
+        once even if the server dies; the config's when ``None`` (see
+        :attr:`offload.BackgroundTasks.durable`)
     :raises TypeError: if ``backgrounds`` is not a sequence, or holds something that is no task
     :raises ExecutorNotFound: if ``executor`` is an unknown name
     :raises NotPicklable: if a task goes to the process executor and cannot be pickled
@@ -64,6 +67,7 @@ class BackgroundsMixin:
         on_error: OnError | None = None,
         concurrency: Concurrency | None = None,
         detach: bool | None = None,
+        durable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -75,6 +79,7 @@ class BackgroundsMixin:
             on_error=on_error,
             concurrency=concurrency,
             detach=detach,
+            durable=durable,
         )
 
 
@@ -86,6 +91,7 @@ def merge_backgrounds(
     on_error: OnError | None = None,
     concurrency: Concurrency | None = None,
     detach: bool | None = None,
+    durable: bool | None = None,
 ) -> BackgroundTasks | None:
     """Return one offload task list: the tasks of ``background`` first, then ``backgrounds``.
 
@@ -112,9 +118,18 @@ def merge_backgrounds(
     if own is None:
         items = extra if background is None else [background, *extra]
         return BackgroundTasks(
-            items, executor=executor, on_error=on_error, concurrency=concurrency, detach=detach
-        )
-    if not extra and executor is None and on_error is None and concurrency is None:
+            items, executor=executor, on_error=on_error, concurrency=concurrency, detach=detach,
+            durable=durable,
+        )  # fmt: skip
+    if durable is None and own.durable:
+        durable = True
+    if (
+        not extra
+        and executor is None
+        and on_error is None
+        and concurrency is None
+        and (durable is None or durable == own.durable)
+    ):
         if detach is not None:
             own.detach = detach
         return own
@@ -126,4 +141,5 @@ def merge_backgrounds(
         on_error=on_error or own.on_error,
         concurrency=concurrency or own.concurrency,
         detach=own.detach if detach is None else detach,
+        durable=durable,
     )

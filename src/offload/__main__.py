@@ -1,0 +1,94 @@
+"""``python -m offload journal PATH``: what a journal of durable tasks holds, and acting on it.
+
+::
+
+    python -m offload journal tasks.journal              # pending and failed tasks
+    python -m offload journal tasks.journal --retry ID   # run a failed task again
+    python -m offload journal tasks.journal --purge ID   # forget a task
+
+The list never shows a task's arguments (they may hold secrets): its id, name, key, state,
+attempts, age and, for a failed one, the type of its error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from ._journal import Entry, Journal, JournalError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code."""
+    parser = argparse.ArgumentParser(prog="python -m offload", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    journal = commands.add_parser("journal", help="list or act on a journal of durable tasks")
+    journal.add_argument("path", help="the journal file (OffloadConfig.journal)")
+    action = journal.add_mutually_exclusive_group()
+    action.add_argument("--retry", metavar="ID", help="make a failed task pending again")
+    action.add_argument("--purge", metavar="ID", help="remove a task from the journal")
+    arguments = parser.parse_args(argv)
+    try:
+        return _journal(arguments.path, arguments.retry, arguments.purge)
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _journal(path: str, retry: str | None, purge: str | None) -> int:
+    from pathlib import Path
+
+    if not Path(path).is_file():  # never create a journal only to look at it
+        raise JournalError(f"journal {path!r} does not exist")
+    journal = Journal(path)
+    journal.open()
+    try:
+        if retry is not None:
+            if not journal.retry(retry):
+                print(f"no failed task {retry} in {path}", file=sys.stderr)
+                return 1
+            print(f"task {retry} is pending again: the next runtime on the journal runs it")
+            return 0
+        if purge is not None:
+            if not journal.purge(purge):
+                print(f"no task {purge} in {path}", file=sys.stderr)
+                return 1
+            print(f"task {purge} removed")
+            return 0
+        print(_table(journal.entries(), time.time()))
+        return 0
+    finally:
+        journal.close()
+
+
+def _table(entries: list[Entry], now: float) -> str:
+    if not entries:
+        return "no pending or failed tasks"
+    header = ("id", "name", "key", "state", "attempts", "age", "error")
+    rows = [
+        (entry.id, entry.name, entry.key or "-", entry.state, str(entry.attempts),
+         _age(now - entry.created_at), entry.error or "-")
+        for entry in entries
+    ]  # fmt: skip
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in (header, *rows)]  # fmt: skip
+    states = [entry.state for entry in entries]
+    summary = ", ".join(
+        f"{states.count(s)} {s}" for s in ("pending", "running", "failed") if s in states
+    )
+    return "\n".join([*lines, "", summary])
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""The journal of durable tasks: a SQLite file (stdlib ``sqlite3``, WAL) that outlives the server.
+
+A durable task is a row, written before its endpoint returns and deleted when the task ends
+(kept as ``failed`` when it failed after its retries). Each row names its *owner*: the runtime
+that runs it. An owner renews its lease while it lives; the rows of an owner whose lease ran
+out, or that is a process of this host that no longer exists, are taken over by another
+runtime on the same file, in one transaction, so that a row runs in one live process at a
+time. This module is storage only: what runs the rows is :mod:`offload._durable`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ._exceptions import OffloadError
+
+T = TypeVar("T")
+
+#: The version of the journal's tables; another one is refused, never guessed at.
+FORMAT = 1
+
+#: What a running task's row says; ``pending`` ones wait for their list to reach them.
+State = str  # "pending", "running" or "failed"
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE owners (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL
+);
+CREATE TABLE lists (
+    id TEXT PRIMARY KEY, on_error TEXT, concurrency TEXT, created_at REAL NOT NULL
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    list_id TEXT NOT NULL REFERENCES lists(id),
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT,
+    executor TEXT,
+    timeout REAL,
+    retries INTEGER,
+    payload BLOB NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    owner TEXT,
+    error TEXT
+);
+CREATE INDEX tasks_owner ON tasks(owner, state);
+CREATE UNIQUE INDEX tasks_live_key ON tasks(key) WHERE key IS NOT NULL AND state != 'failed';
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to journal: its pickled call and what its run needs, never its arguments."""
+
+    id: str
+    name: str
+    payload: bytes
+    key: str | None
+    executor: str | None  # a registered name; None: the config's
+    timeout: float | None
+    retries: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A journaled task, as the journal's readers (a takeover, ``python -m offload journal``)
+    see it. ``error`` is the exception's type and message of a failed task."""
+
+    id: str
+    list_id: str
+    position: int
+    name: str
+    key: str | None
+    executor: str | None
+    timeout: float | None
+    retries: int | None
+    state: State
+    attempts: int
+    created_at: float
+    owner: str | None
+    error: str | None
+    on_error: str | None
+    concurrency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A runtime that runs journaled tasks: where it lives, and until when its lease holds."""
+
+    id: str
+    host: str
+    pid: int
+    lease_until: float
+
+
+class JournalError(OffloadError):
+    """The journal cannot be used: missing rights, a corrupt or locked file, another format."""
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this id lives on this host (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:  # a zombie is gone for our purpose; Linux says so in /proc
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+class Journal:
+    """One process's connection to a journal file. Thread-safe: every call takes a lock, and
+    each write is one short transaction.
+
+    :raises JournalError: from :meth:`open`, if the file cannot be used
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Open (or create) the file, and check that it is a journal of this format.
+
+        :raises JournalError: naming the file, what is wrong, and what to do
+        """
+        where = f"journal {str(self.path)!r}"
+        if self.path.is_dir():
+            raise JournalError(f"{where} is a directory; give the path of a file in it")
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open {where}: {exc}; check that its directory exists "
+                               "and is writable") from exc  # fmt: skip
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL: a commit survives the process's death (SIGKILL,
+            # the OOM killer); only a power cut may lose the last commits.
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._check_format(db, where)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise JournalError(
+                    f"{where} stayed locked for {self._busy_timeout:g}s: another process "
+                    "holds a long transaction on it (a backup tool, a stuck sqlite3 shell)"
+                ) from exc
+            if "readonly" in text or "unable to open" in text:
+                raise JournalError(
+                    f"cannot write {where}: {text}; give the server's user write access to "
+                    "the file and its directory (SQLite writes -wal and -shm files beside it)"
+                ) from exc
+            raise JournalError(
+                f"{where} is not a usable SQLite journal ({text}): it may be corrupt or "
+                "another kind of file; move it aside (its pending tasks are in it) and start "
+                "with a new path"
+            ) from exc
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _check_format(self, db: sqlite3.Connection, where: str) -> None:
+        db.execute("BEGIN IMMEDIATE")  # one process creates the tables, the others wait
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if not tables:
+                for statement in _SCHEMA.split(";"):  # executescript would commit
+                    db.execute(statement)
+                db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
+            elif "meta" not in tables:
+                raise JournalError(
+                    f"{where} is a SQLite database of something else (tables: "
+                    f"{', '.join(sorted(tables))}); give the journal a file of its own"
+                )
+            else:
+                row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+                found = None if row is None else row[0]
+                if found != str(FORMAT):
+                    raise JournalError(
+                        f"{where} was written in journal format {found}, and this version "
+                        f"of offload reads format {FORMAT}: run the tasks it holds with the "
+                        "offload that wrote it, or move it aside"
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the connection; the file stays."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        db = self._db
+        if db is None:
+            raise JournalError(f"journal {str(self.path)!r} is not open")
+        return db
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+    # Writing tasks -----------------------------------------------------------------------
+
+    def add(
+        self,
+        list_id: str,
+        on_error: str | None,
+        concurrency: str | None,
+        tasks: Sequence[tuple[int, NewTask]],
+        owner: str,
+    ) -> dict[str, str]:
+        """Journal ``tasks`` (each with its position) of a list, owned by ``owner``.
+
+        :return: for each task whose ``key`` is already pending or running, the id of that
+            task; such a task is not added
+        """
+
+        def add(db: sqlite3.Connection) -> dict[str, str]:
+            now = time.time()
+            db.execute(
+                "INSERT OR IGNORE INTO lists VALUES (?, ?, ?, ?)",
+                (list_id, on_error, concurrency, now),
+            )
+            existing: dict[str, str] = {}
+            for position, task in tasks:
+                if task.key is not None:
+                    row = db.execute(
+                        "SELECT id FROM tasks WHERE key = ? AND state != 'failed' AND id != ?",
+                        (task.key, task.id),
+                    ).fetchone()
+                    if row is not None:  # not journaled, or no longer: a key set late
+                        existing[task.id] = row[0]
+                        db.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
+                        continue
+                db.execute(
+                    "INSERT OR REPLACE INTO tasks (id, list_id, position, name, key, executor,"
+                    " timeout, retries, payload, state, created_at, owner)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (task.id, list_id, position, task.name, task.key, task.executor,
+                     task.timeout, task.retries, task.payload, now, owner),
+                )  # fmt: skip
+            return existing
+
+        return self._write(add)
+
+    def remove(self, task_ids: Iterable[str]) -> None:
+        """Forget tasks that were never run (their list was dropped)."""
+        self._write(lambda db: _delete(db, task_ids))
+
+    def record_outcomes(
+        self, started: dict[str, int], ended: Iterable[str], failed: dict[str, tuple[str, int]]
+    ) -> None:
+        """In one transaction: the attempts of tasks that started, the tasks that ended (their
+        rows go), and those that failed after their retries (kept, with the error's type and
+        their attempts)."""
+
+        def record(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE tasks SET state = 'running', attempts = ? WHERE id = ?",
+                [(attempts, task_id) for task_id, attempts in started.items()],
+            )
+            _delete(db, ended)
+            db.executemany(
+                "UPDATE tasks SET state = 'failed', error = ?, attempts = ?, owner = NULL"
+                " WHERE id = ?",
+                [(error, attempts, task_id) for task_id, (error, attempts) in failed.items()],
+            )
+            db.execute(
+                "DELETE FROM lists WHERE NOT EXISTS"
+                " (SELECT 1 FROM tasks WHERE tasks.list_id = lists.id)"
+            )
+
+        self._write(record)
+
+    # Owners and takeovers ------------------------------------------------------------------
+
+    def register(self, owner: str, lease: float) -> None:
+        """Make ``owner`` (this process) an owner whose lease holds for ``lease`` seconds."""
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?)",
+                (owner, socket.gethostname(), os.getpid(), time.time() + lease),
+            )
+        )
+
+    def renew(self, owner: str, lease: float) -> None:
+        """Extend ``owner``'s lease by ``lease`` seconds from now."""
+        self._write(
+            lambda db: db.execute(
+                "UPDATE owners SET lease_until = ? WHERE id = ?", (time.time() + lease, owner)
+            )
+        )
+
+    def release(self, owner: str) -> None:
+        """``owner`` closes: its unfinished tasks may be taken over at once."""
+
+        def release(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM owners WHERE id = ?", (owner,))
+            db.execute(
+                "UPDATE tasks SET owner = NULL, state = 'pending'"
+                " WHERE owner = ? AND state != 'failed'",
+                (owner,),
+            )
+
+        self._write(release)
+
+    def take_over(
+        self, owner: str, is_alive: Callable[[int], bool] = pid_exists
+    ) -> list[tuple[Entry, bytes]]:
+        """Make ``owner`` the owner of every unfinished task whose owner is gone: released,
+        its lease run out, or a process of this host that no longer exists.
+
+        :return: the tasks taken, with their pickled calls, by list and position
+        """
+        host = socket.gethostname()
+
+        def take(db: sqlite3.Connection) -> list[tuple[Entry, bytes]]:
+            now = time.time()
+            owners = {row[0]: Owner(*row) for row in db.execute("SELECT * FROM owners")}
+            gone = [
+                other
+                for (other,) in db.execute(
+                    "SELECT DISTINCT owner FROM tasks WHERE state != 'failed'"
+                    " AND (owner IS NULL OR owner != ?)",
+                    (owner,),
+                )
+                if _is_gone(owners.get(other) if other else None, now, host, is_alive)
+            ]
+            taken: list[tuple[Entry, bytes]] = []
+            for other in gone:
+                rows = db.execute(
+                    f"SELECT {_ENTRY_COLUMNS}, tasks.payload FROM tasks"
+                    " JOIN lists ON lists.id = tasks.list_id"
+                    " WHERE tasks.owner IS ? AND tasks.state != 'failed'",
+                    (other,),
+                ).fetchall()
+                taken += [(Entry(*row[:-1]), row[-1]) for row in rows]
+                db.execute(
+                    "UPDATE tasks SET owner = ? WHERE owner IS ? AND state != 'failed'",
+                    (owner, other),
+                )
+                if other is not None:
+                    db.execute("DELETE FROM owners WHERE id = ?", (other,))
+            # By list, each in its order.
+            taken.sort(key=lambda item: (item[0].list_id, item[0].position))
+            return taken
+
+        return self._write(take)
+
+    # Reading and acting on one entry (python -m offload journal) ---------------------------
+
+    def entries(self) -> list[Entry]:
+        """Every journaled task, oldest first."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_ENTRY_COLUMNS} FROM tasks JOIN lists ON lists.id = tasks.list_id"
+                    " ORDER BY tasks.created_at, tasks.position"
+                )
+                .fetchall()
+            )
+        return [Entry(*row) for row in rows]
+
+    def owners(self) -> list[Owner]:
+        """The runtimes that hold leases."""
+        with self._lock:
+            rows = self._connection().execute("SELECT * FROM owners").fetchall()
+        return [Owner(*row) for row in rows]
+
+    def retry(self, task_id: str) -> bool:
+        """Make a failed task pending again, for the next runtime that looks to take it.
+
+        :return: whether a failed task with that id was there
+        """
+
+        def retry(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE tasks SET state = 'pending', owner = NULL, error = NULL, attempts = 0"
+                " WHERE id = ? AND state = 'failed'",
+                (task_id,),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(retry)
+
+    def purge(self, task_id: str) -> bool:
+        """Remove a task, whatever its state.
+
+        :return: whether a task with that id was there
+        """
+
+        def purge(db: sqlite3.Connection) -> bool:
+            removed = db.execute("DELETE FROM tasks WHERE id = ?", (task_id,)).rowcount == 1
+            db.execute(
+                "DELETE FROM lists WHERE NOT EXISTS"
+                " (SELECT 1 FROM tasks WHERE tasks.list_id = lists.id)"
+            )
+            return removed
+
+        return self._write(purge)
+
+
+_ENTRY_COLUMNS = (
+    "tasks.id, tasks.list_id, tasks.position, tasks.name, tasks.key, tasks.executor,"
+    " tasks.timeout, tasks.retries, tasks.state, tasks.attempts, tasks.created_at,"
+    " tasks.owner, tasks.error, lists.on_error, lists.concurrency"
+)
+
+
+def _is_gone(owner: Owner | None, now: float, host: str, is_alive: Callable[[int], bool]) -> bool:
+    if owner is None:  # released, or its row already cleared
+        return True
+    if owner.lease_until < now:
+        return True
+    return owner.host == host and not is_alive(owner.pid)
+
+
+def _delete(db: sqlite3.Connection, task_ids: Iterable[str]) -> None:
+    db.executemany("DELETE FROM tasks WHERE id = ?", [(task_id,) for task_id in task_ids])
