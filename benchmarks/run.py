@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench_core  # this folder is on sys.path when the script runs
+import bench_durable
 import bench_e2e
 import bench_lists
 import bench_process
@@ -49,6 +50,7 @@ def run_all() -> tuple[list[harness.Table], list[str]]:
     benchmarks: list[Callable[[], object]] = [
         bench_core.main,
         bench_lists.main,
+        bench_durable.main,
         bench_process.main,
         bench_e2e.main,
     ]

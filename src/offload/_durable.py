@@ -21,8 +21,9 @@ import pickle
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import anyio
 import anyio.to_thread
@@ -46,11 +47,23 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("offload")
 
+
 #: How long an owner's lease holds without renewal: the longest a takeover waits for a
 #: runtime on another host (one of this host whose process is gone is taken over at once).
 LEASE = 10.0
 #: How often the lease is renewed and the journal searched for tasks to take over.
 SWEEP = LEASE / 4
+#: Outcomes written between checkpoints, at most (besides one each sweep).
+CHECKPOINT_ROWS = 2_000
+#: How long the thread lets outcomes gather once woken, in seconds.
+BATCH = 0.005
+#: Outcomes written in one transaction, at most: the thread's stretches of Python and of
+#: holding the journal stay short.
+CHUNK = 64
+
+#: What the journal learns of a task: ``(id, attempt)`` as it starts, ``(id, None)`` when it
+#: ended and leaves, ``(id, (error type, attempts))`` when it failed after its retries.
+Outcome = tuple[str, int | tuple[str, int] | None]
 
 
 class JournaledTask:
@@ -73,27 +86,21 @@ class JournaledTask:
         return f"<JournaledTask {self.name!r}>"
 
 
-class Journaled:
-    """What a durable list journals of one task: its call, its options, its place."""
+def journal_entry(task: DurableTask) -> NewTask:
+    """What the journal records of ``task``: its pickled call and its options.
 
-    __slots__ = ("id", "key", "name", "payload", "retries", "runs_on", "timeout")
-
-    def __init__(self, task: Call, runs_on: ExecutorSpec | None, key: str | None,
-                 timeout: float | None, retries: int | None) -> None:  # fmt: skip
-        if runs_on is not None and not isinstance(runs_on, str):
-            raise OffloadError(
-                f"durable task {task.name!r} runs on an executor given as an instance "
-                f"({runs_on!r}); the journal records executors by name: register it with "
-                "offload.register_executor(name, factory) and give the name"
-            )
-        self.payload = _durable_payload(task)
-        self.id, self.name, self.key = task.id, task.name, key
-        self.runs_on, self.timeout, self.retries = runs_on, timeout, retries
-
-
-def _durable_payload(task: Call) -> bytes:
+    :raises NotPicklable: if the call cannot be pickled
+    :raises OffloadError: if its executor is an instance, which has no name to record
+    """
+    runs_on = task.runs_on
+    if runs_on is not None and not isinstance(runs_on, str):
+        raise OffloadError(
+            f"durable task {task.name!r} runs on an executor given as an instance "
+            f"({runs_on!r}); the journal records executors by name: register it with "
+            "offload.register_executor(name, factory) and give the name"
+        )
     try:
-        return payload_of(task)
+        payload = payload_of(task)
     except NotPicklable as exc:
         exc.add_note(
             "A durable task is journaled by pickle, to run later, maybe in another process: "
@@ -101,6 +108,7 @@ def _durable_payload(task: Call) -> bytes:
             "function) and its arguments must pickle"
         )
         raise
+    return NewTask(task.id, task.name, payload, task.key, runs_on, task.timeout, task.retries)
 
 
 class DurableTask(Call, Protocol):
@@ -148,6 +156,9 @@ class DurableList:
         self._ids: list[str] = []
         self._names: list[str] = []
         self._unrun = weakref.finalize(owner, service.dropped, self._ids, self._names)
+        #: What each of its journaled tasks calls when its options change, to be written
+        #: anew (the list sets it).
+        self.rewriter: Callable[[], Callable[[Any], None] | None] | None = None
 
     def write(self, tasks: Sequence[tuple[int, DurableTask]]) -> dict[str, str]:
         """Journal ``tasks`` (each with its position in the list), or write them anew.
@@ -157,10 +168,7 @@ class DurableList:
         :raises NotPicklable: if a task cannot be pickled
         :raises OffloadError: if the journal cannot be written
         """
-        journaled = [
-            (position, Journaled(task, task.runs_on, task.key, task.timeout, task.retries))
-            for position, task in tasks
-        ]
+        journaled = [(position, journal_entry(task)) for position, task in tasks]
         duplicates = self.service.record(self.id, self.on_error, self.concurrency, journaled)
         for position, task in tasks:
             if task.id not in duplicates and task.id not in self._positions:
@@ -186,14 +194,19 @@ class DurableService(TaskHooks):
 
     def __init__(self, runtime: Runtime, path: str) -> None:
         self.runtime = runtime
-        self.journal = Journal(path)
+        # Two connections: the thread's (leases, outcomes, takeovers), and the event loop's
+        # (new tasks). Neither checkpoints as it commits: the thread does, outside any write
+        # transaction, so that the loop never waits for one.
+        write_lock = threading.Lock()
+        self.journal = Journal(path, checkpoints=False, write_lock=write_lock)
+        self._writer = Journal(path, checkpoints=False, write_lock=write_lock)
+        self._written = 0  # rows written since the last checkpoint
         self.owner = new_id()
         self._journaled: set[str] = set()  # the ids of this runtime's durable tasks
-        # Outcomes for the journal, taken in one transaction by the thread.
-        self._lock = threading.Lock()
-        self._started: dict[str, int] = {}
-        self._ended: list[str] = []
-        self._failed: dict[str, tuple[str, int]] = {}  # id -> error type, attempts
+        # What the journal must learn, in order, for the thread to write. Appended without a
+        # lock: a lock shared with the thread would have the event loop wait for the GIL,
+        # for up to a switch interval, each time the thread held it.
+        self._outcomes: deque[Outcome] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,15 +219,21 @@ class DurableService(TaskHooks):
     async def start(self) -> None:
         """Open the journal, take over what gone runtimes left, and start the thread."""
         self._token = current_token()
-        await anyio.to_thread.run_sync(self._open)
+        try:
+            await anyio.to_thread.run_sync(self._open)
+            taken = await anyio.to_thread.run_sync(self.journal.take_over, self.owner)
+        except BaseException:
+            self._writer.close()
+            self.journal.close()
+            raise
         self.runtime.add_hooks(self)
-        taken = await anyio.to_thread.run_sync(self.journal.take_over, self.owner)
         self._schedule(taken)
         self._thread = threading.Thread(target=self._sweep, name="offload-journal", daemon=True)
         self._thread.start()
 
     def _open(self) -> None:
         self.journal.open()
+        self._writer.open()
         self.journal.register(self.owner, LEASE)
 
     def drain_started(self) -> None:
@@ -236,26 +255,23 @@ class DurableService(TaskHooks):
             self._flush()
             self.journal.release(self.owner)
         finally:
+            self._writer.close()
             self.journal.close()
 
     # Recording durable lists (on the event loop) ----------------------------------------------
 
     def record(
         self, list_id: str, on_error: str | None, concurrency: str | None,
-        tasks: Sequence[tuple[int, Journaled]],
+        tasks: Sequence[tuple[int, NewTask]],
     ) -> dict[str, str]:  # fmt: skip
-        """Write tasks of a durable list to the journal, now.
+        """Write tasks of a durable list to the journal, now, on a connection of the event
+        loop's (which leaves the journal's checkpoints to the thread's).
 
         :return: for each task whose key is already pending or running, that task's id
         :raises OffloadError: if the journal cannot be written
         """
-        new = [
-            (position, NewTask(task.id, task.name, task.payload, task.key,
-                               _name(task.runs_on), task.timeout, task.retries))
-            for position, task in tasks
-        ]  # fmt: skip
         try:
-            duplicates = self.journal.add(list_id, on_error, concurrency, new, self.owner)
+            duplicates = self._writer.add(list_id, on_error, concurrency, tasks, self.owner)
         except OffloadError:
             raise
         except Exception as exc:  # sqlite3's: a full disk, a lost file, a lock held too long
@@ -281,18 +297,17 @@ class DurableService(TaskHooks):
             "Durable background tasks not run, since their list was dropped before it was "
             "run (did the endpoint raise?): %s", ", ".join(names),
         )  # fmt: skip
-        with self._lock:
-            self._ended.extend(live)
         self._journaled.difference_update(live)
+        self._outcomes.extend((task_id, None) for task_id in live)
         self._wake.set()
 
     # Hooks: following the tasks as they run ---------------------------------------------------
 
     def started(self, task: Call, executor: str, attempt: int) -> None:
         if task.id in self._journaled:
-            with self._lock:
-                self._started[task.id] = attempt
-            self._wake.set()
+            self._outcomes.append((task.id, attempt))
+            if not self._wake.is_set():
+                self._wake.set()
 
     def ended(self, report: TaskReport) -> None:
         task_id = report.id
@@ -302,15 +317,14 @@ class DurableService(TaskHooks):
         if self._draining and status in ("skipped", "cancelled"):
             return  # cut short by the server's shutdown: the next runtime runs it
         self._journaled.discard(task_id)
-        with self._lock:
-            self._started.pop(task_id, None)
-            if status in ("failed", "timed_out"):
-                error = report.error
-                kind = "TaskTimeout" if error is None else type(error).__name__
-                self._failed[task_id] = (kind, report.attempts)
-            else:  # succeeded; or cancelled by offload.cancel(), skipped by its list's policy
-                self._ended.append(task_id)
-        self._wake.set()
+        if status in ("failed", "timed_out"):
+            error = report.error
+            kind = "TaskTimeout" if error is None else type(error).__name__
+            self._outcomes.append((task_id, (kind, report.attempts)))
+        else:  # succeeded; or cancelled by offload.cancel(), skipped by its list's policy
+            self._outcomes.append((task_id, None))
+        if not self._wake.is_set():
+            self._wake.set()
 
     # The thread: leases, outcomes, takeovers --------------------------------------------------
 
@@ -318,11 +332,13 @@ class DurableService(TaskHooks):
         next_sweep = time.monotonic() + SWEEP
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_sweep - time.monotonic()))
+            self._stop.wait(BATCH)  # let outcomes gather: fewer, larger transactions
             self._wake.clear()
             try:
                 self._flush()
                 if time.monotonic() >= next_sweep and not self._stop.is_set():
                     next_sweep = time.monotonic() + SWEEP
+                    self.journal.checkpoint()
                     self.journal.renew(self.owner, LEASE)
                     taken = self.journal.take_over(self.owner)
                     if taken or self._backlog:
@@ -333,12 +349,31 @@ class DurableService(TaskHooks):
                 logger.exception("The journal %r could not be updated", str(self.journal.path))
 
     def _flush(self) -> None:
-        with self._lock:
-            started, ended, failed = self._started, self._ended, self._failed
-            if not (started or ended or failed):
-                return
-            self._started, self._ended, self._failed = {}, [], {}
-        self.journal.record_outcomes(started, ended, failed)
+        """Write the outcomes gathered so far, in short transactions, so that the event
+        loop's writes never wait long for the journal, nor for the GIL."""
+        outcomes = self._outcomes
+        while outcomes:
+            started: dict[str, int] = {}
+            ended: list[str] = []
+            failed: dict[str, tuple[str, int]] = {}
+            for _ in range(min(len(outcomes), CHUNK)):
+                task_id, outcome = outcomes.popleft()
+                if isinstance(outcome, int):
+                    started[task_id] = outcome
+                    continue
+                started.pop(task_id, None)
+                if outcome is None:
+                    ended.append(task_id)
+                else:
+                    failed[task_id] = outcome
+            self.journal.record_outcomes(started, ended, failed)
+            self._written += len(started) + len(ended) + len(failed)
+            if self._written >= CHECKPOINT_ROWS:
+                self._written = 0
+                self.journal.checkpoint()
+            # Let the event loop, which may be waiting to write, take the journal's lock
+            # (and the GIL) before this thread takes them again.
+            time.sleep(0.0002)
 
     # Running what was taken over (on the event loop) ------------------------------------------
 
@@ -363,8 +398,7 @@ class DurableService(TaskHooks):
                     "Durable task %r (%s) taken over from the journal cannot be loaded, so it "
                     "is kept as failed: %s: %s", entry.name, entry.id, type(exc).__name__, exc,
                 )  # fmt: skip
-                with self._lock:
-                    self._failed[entry.id] = (type(exc).__name__, entry.attempts)
+                self._outcomes.append((entry.id, (type(exc).__name__, entry.attempts)))
                 self._wake.set()
                 continue
             self._journaled.add(entry.id)
@@ -392,10 +426,6 @@ class TakenList(NamedTuple):
     tasks: list[JournaledTask]
     on_error: OnError | None
     concurrency: Concurrency | None
-
-
-def _name(spec: ExecutorSpec | None) -> str | None:
-    return spec if isinstance(spec, str) else None
 
 
 def _make_service(runtime: Runtime, path: str) -> DurableService:

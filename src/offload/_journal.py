@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from ._exceptions import OffloadError
 
@@ -30,18 +30,19 @@ FORMAT = 1
 #: What a running task's row says; ``pending`` ones wait for their list to reach them.
 State = str  # "pending", "running" or "failed"
 
+# One row a task, its list's options with it: scheduling a task is one INSERT, in one
+# B-tree (WITHOUT ROWID) and small pages, so that a commit writes little.
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE owners (
     id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL
 );
-CREATE TABLE lists (
-    id TEXT PRIMARY KEY, on_error TEXT, concurrency TEXT, created_at REAL NOT NULL
-);
 CREATE TABLE tasks (
     id TEXT PRIMARY KEY,
-    list_id TEXT NOT NULL REFERENCES lists(id),
+    list_id TEXT NOT NULL,
     position INTEGER NOT NULL,
+    on_error TEXT,
+    concurrency TEXT,
     name TEXT NOT NULL,
     key TEXT,
     executor TEXT,
@@ -53,15 +54,28 @@ CREATE TABLE tasks (
     created_at REAL NOT NULL,
     owner TEXT,
     error TEXT
-);
-CREATE INDEX tasks_owner ON tasks(owner, state);
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX tasks_live_key ON tasks(key) WHERE key IS NOT NULL AND state != 'failed';
 """
 
+#: SQLite's page: small, since a commit writes each page it changed (a row is a few hundred
+#: bytes; a large payload overflows to more pages, as it must).
+_PAGE_SIZE = 1024
 
-@dataclass(frozen=True, slots=True)
-class NewTask:
-    """A task to journal: its pickled call and what its run needs, never its arguments."""
+_INSERT = (
+    "INSERT INTO tasks (id, list_id, position, on_error, concurrency, name, key, executor,"
+    " timeout, retries, payload, state, created_at, owner)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET list_id = excluded.list_id,"
+    " position = excluded.position, on_error = excluded.on_error,"
+    " concurrency = excluded.concurrency, name = excluded.name, key = excluded.key,"
+    " executor = excluded.executor, timeout = excluded.timeout, retries = excluded.retries,"
+    " payload = excluded.payload"
+)
+
+
+class NewTask(NamedTuple):  # a tuple: one is made for each durable task scheduled
+    """A task to journal: its pickled call and what its run needs."""
 
     id: str
     name: str
@@ -130,9 +144,30 @@ class Journal:
     :raises JournalError: from :meth:`open`, if the file cannot be used
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        checkpoints: bool = True,
+        write_lock: threading.Lock | None = None,
+    ) -> None:
+        """
+        :param checkpoints: whether a commit may copy the WAL into the file when it has grown
+            (SQLite's automatic checkpoint, which syncs the file: milliseconds, in the commit);
+            without, the owner calls :meth:`checkpoint` where waiting does not matter
+        :param write_lock: the lock of this process's write transactions on the file, shared
+            by its connections
+        """
         self.path = Path(path)
         self._busy_timeout = busy_timeout
+        # Shared by the connections of one process: one waits for another's transaction on
+        # this lock, woken as it ends, rather than in SQLite's busy handler, which sleeps
+        # a millisecond or more at a time.
+        self._write_lock = threading.Lock() if write_lock is None else write_lock
+        # A checkpoint copies the WAL into the file and syncs it: milliseconds. A connection
+        # on the event loop leaves them to one on a thread.
+        self._checkpoints = checkpoints
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
@@ -153,7 +188,10 @@ class Journal:
             raise JournalError(f"cannot open {where}: {exc}; check that its directory exists "
                                "and is writable") from exc  # fmt: skip
         try:
+            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only a new file takes it
             db.execute("PRAGMA journal_mode=WAL")
+            if not self._checkpoints:
+                db.execute("PRAGMA wal_autocheckpoint=0")
             # WAL with synchronous=NORMAL: a commit survives the process's death (SIGKILL,
             # the OOM killer); only a power cut may lose the last commits.
             db.execute("PRAGMA synchronous=NORMAL")
@@ -182,31 +220,39 @@ class Journal:
         self._db = db
 
     def _check_format(self, db: sqlite3.Connection, where: str) -> None:
-        db.execute("BEGIN IMMEDIATE")  # one process creates the tables, the others wait
-        try:
+        # A read, which blocks no writer; the tables are made in a write transaction, once.
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            db.execute("BEGIN IMMEDIATE")  # one process creates the tables, the others wait
+            try:
+                if not db.execute("SELECT name FROM sqlite_master").fetchall():
+                    for statement in _SCHEMA.split(";"):  # executescript would commit
+                        db.execute(statement)
+                    db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if not tables:
-                for statement in _SCHEMA.split(";"):  # executescript would commit
-                    db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
-            elif "meta" not in tables:
-                raise JournalError(
-                    f"{where} is a SQLite database of something else (tables: "
-                    f"{', '.join(sorted(tables))}); give the journal a file of its own"
-                )
-            else:
-                row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-                found = None if row is None else row[0]
-                if found != str(FORMAT):
-                    raise JournalError(
-                        f"{where} was written in journal format {found}, and this version "
-                        f"of offload reads format {FORMAT}: run the tasks it holds with the "
-                        "offload that wrote it, or move it aside"
-                    )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if "meta" not in tables:
+            raise JournalError(
+                f"{where} is a SQLite database of something else (tables: "
+                f"{', '.join(sorted(tables))}); give the journal a file of its own"
+            )
+        row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+        found = None if row is None else row[0]
+        if found != str(FORMAT):
+            raise JournalError(
+                f"{where} was written in journal format {found}, and this version of offload "
+                f"reads format {FORMAT}: run the tasks it holds with the offload that wrote "
+                "it, or move it aside"
+            )
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the file, as far as readers allow; writers of this
+        and other processes go on meanwhile (a passive checkpoint)."""
+        with self._lock:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         """Close the connection; the file stays."""
@@ -223,7 +269,7 @@ class Journal:
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction."""
-        with self._lock:
+        with self._lock, self._write_lock:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -244,39 +290,44 @@ class Journal:
         tasks: Sequence[tuple[int, NewTask]],
         owner: str,
     ) -> dict[str, str]:
-        """Journal ``tasks`` (each with its position) of a list, owned by ``owner``.
+        """Journal ``tasks`` (each with its position) of a list, owned by ``owner``; a task
+        journaled already is written anew (its options changed).
 
         :return: for each task whose ``key`` is already pending or running, the id of that
-            task; such a task is not added
+            task; such a task is not journaled (and leaves the journal, if it was)
         """
-
-        def add(db: sqlite3.Connection) -> dict[str, str]:
-            now = time.time()
-            db.execute(
-                "INSERT OR IGNORE INTO lists VALUES (?, ?, ?, ?)",
-                (list_id, on_error, concurrency, now),
-            )
-            existing: dict[str, str] = {}
-            for position, task in tasks:
-                if task.key is not None:
-                    row = db.execute(
-                        "SELECT id FROM tasks WHERE key = ? AND state != 'failed' AND id != ?",
-                        (task.key, task.id),
-                    ).fetchone()
-                    if row is not None:  # not journaled, or no longer: a key set late
-                        existing[task.id] = row[0]
-                        db.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
-                        continue
-                db.execute(
-                    "INSERT OR REPLACE INTO tasks (id, list_id, position, name, key, executor,"
-                    " timeout, retries, payload, state, created_at, owner)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (task.id, list_id, position, task.name, task.key, task.executor,
-                     task.timeout, task.retries, task.payload, now, owner),
-                )  # fmt: skip
+        now = time.time()
+        rows = [
+            (task.id, list_id, position, on_error, concurrency, task.name, task.key,
+             task.executor, task.timeout, task.retries, task.payload, now, owner)
+            for position, task in tasks
+        ]  # fmt: skip
+        with self._lock, self._write_lock:
+            db = self._connection()
+            if len(rows) == 1:
+                try:  # the common case: one statement, committed on its own
+                    db.execute(_INSERT, rows[0])
+                    return {}
+                except sqlite3.IntegrityError:  # its key is taken: sort it out below
+                    pass
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                existing: dict[str, str] = {}
+                for row in rows:
+                    try:
+                        db.execute(_INSERT, row)
+                    except sqlite3.IntegrityError:  # a live task has its key
+                        task_id, key = row[0], row[6]
+                        (other,) = db.execute(
+                            "SELECT id FROM tasks WHERE key = ? AND state != 'failed'", (key,)
+                        ).fetchone()
+                        existing[task_id] = other
+                        db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
             return existing
-
-        return self._write(add)
 
     def remove(self, task_ids: Iterable[str]) -> None:
         """Forget tasks that were never run (their list was dropped)."""
@@ -299,10 +350,6 @@ class Journal:
                 "UPDATE tasks SET state = 'failed', error = ?, attempts = ?, owner = NULL"
                 " WHERE id = ?",
                 [(error, attempts, task_id) for task_id, (error, attempts) in failed.items()],
-            )
-            db.execute(
-                "DELETE FROM lists WHERE NOT EXISTS"
-                " (SELECT 1 FROM tasks WHERE tasks.list_id = lists.id)"
             )
 
         self._write(record)
@@ -348,25 +395,37 @@ class Journal:
         :return: the tasks taken, with their pickled calls, by list and position
         """
         host = socket.gethostname()
+        with self._lock:  # a read first, which blocks no writer: most sweeps find nothing
+            db = self._connection()
+            owners = {row[0]: Owner(*row) for row in db.execute("SELECT * FROM owners")}
+            others = db.execute(
+                "SELECT DISTINCT owner FROM tasks WHERE state != 'failed'"
+                " AND (owner IS NULL OR owner != ?)",
+                (owner,),
+            ).fetchall()
+        now = time.time()
+        candidates = [
+            other
+            for (other,) in others
+            if _is_gone(owners.get(other) if other else None, now, host, is_alive)
+        ]
+        if not candidates:
+            return []
 
         def take(db: sqlite3.Connection) -> list[tuple[Entry, bytes]]:
+            # Again, in the transaction: another process may have taken them meanwhile.
             now = time.time()
             owners = {row[0]: Owner(*row) for row in db.execute("SELECT * FROM owners")}
             gone = [
                 other
-                for (other,) in db.execute(
-                    "SELECT DISTINCT owner FROM tasks WHERE state != 'failed'"
-                    " AND (owner IS NULL OR owner != ?)",
-                    (owner,),
-                )
+                for other in candidates
                 if _is_gone(owners.get(other) if other else None, now, host, is_alive)
             ]
             taken: list[tuple[Entry, bytes]] = []
             for other in gone:
                 rows = db.execute(
-                    f"SELECT {_ENTRY_COLUMNS}, tasks.payload FROM tasks"
-                    " JOIN lists ON lists.id = tasks.list_id"
-                    " WHERE tasks.owner IS ? AND tasks.state != 'failed'",
+                    f"SELECT {_ENTRY_COLUMNS}, payload FROM tasks"
+                    " WHERE owner IS ? AND state != 'failed'",
                     (other,),
                 ).fetchall()
                 taken += [(Entry(*row[:-1]), row[-1]) for row in rows]
@@ -387,14 +446,8 @@ class Journal:
     def entries(self) -> list[Entry]:
         """Every journaled task, oldest first."""
         with self._lock:
-            rows = (
-                self._connection()
-                .execute(
-                    f"SELECT {_ENTRY_COLUMNS} FROM tasks JOIN lists ON lists.id = tasks.list_id"
-                    " ORDER BY tasks.created_at, tasks.position"
-                )
-                .fetchall()
-            )
+            query = f"SELECT {_ENTRY_COLUMNS} FROM tasks ORDER BY created_at, position"
+            rows = self._connection().execute(query).fetchall()
         return [Entry(*row) for row in rows]
 
     def owners(self) -> list[Owner]:
@@ -426,20 +479,14 @@ class Journal:
         """
 
         def purge(db: sqlite3.Connection) -> bool:
-            removed = db.execute("DELETE FROM tasks WHERE id = ?", (task_id,)).rowcount == 1
-            db.execute(
-                "DELETE FROM lists WHERE NOT EXISTS"
-                " (SELECT 1 FROM tasks WHERE tasks.list_id = lists.id)"
-            )
-            return removed
+            return db.execute("DELETE FROM tasks WHERE id = ?", (task_id,)).rowcount == 1
 
         return self._write(purge)
 
 
 _ENTRY_COLUMNS = (
-    "tasks.id, tasks.list_id, tasks.position, tasks.name, tasks.key, tasks.executor,"
-    " tasks.timeout, tasks.retries, tasks.state, tasks.attempts, tasks.created_at,"
-    " tasks.owner, tasks.error, lists.on_error, lists.concurrency"
+    "id, list_id, position, name, key, executor, timeout, retries, state, attempts,"
+    " created_at, owner, error, on_error, concurrency"
 )
 
 

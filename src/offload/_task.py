@@ -80,7 +80,7 @@ class BackgroundTask:
     runs_on: ExecutorSpec | None
     _name: str | None
     key: str | None
-    journaled: WeakMethod[Callable[[BackgroundTask], None]] | None
+    journaled: Callable[[], Callable[[BackgroundTask], None] | None] | None
 
     # ``func`` may be given by keyword, as Starlette's and Lilya's tasks allow.
     def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
@@ -305,6 +305,8 @@ class BackgroundTasks:
             if detach is False:
                 raise OffloadError("a durable task list is detached: drop detach=False")
             self._durable = DurableList(self, runtime, on_error, concurrency)
+            # Weakly: the list holds its tasks, and must be collectable (see DurableList).
+            self._durable.rewriter = WeakMethod(self._rewrite)
             self._detached = True
         elif detach is None:
             if runtime.config.detach:
@@ -422,8 +424,8 @@ class BackgroundTasks:
         left = []
         for _, task in tasks:
             existing = duplicates.get(task.id)
-            if existing is None:  # weakly: the list holds its tasks, and must be collectable
-                task.journaled = WeakMethod(self._rewrite)
+            if existing is None:
+                task.journaled = durable.rewriter
             else:
                 task._id, task.journaled = existing, None
                 left.append(task)
