@@ -8,7 +8,8 @@ that has a cause, as opposed to noise:
 2. blocking tasks on offload's own thread limiter: sync endpoints still answer;
 3. a task that crashes its worker or hangs touches nothing else;
 4. one response's tasks on different executors, in order;
-5. a task in a worker process followed by its status.
+5. a task in a worker process followed by its status;
+6. durable tasks: the server is killed mid-run, and the next one renders every invoice.
 
 Each figure is measured once per run, and shown as the median and the range (min to max)
 over the runs. Two rows are compared only where every run of one is below every run of the other;
@@ -74,6 +75,9 @@ class Settings:
     mixed_orders: int
     followed: int  # invoices whose progress is drawn
     followed_seconds: float  # of CPU work per followed invoice
+    durable_runs: int
+    durable_orders: int  # placed before each kill
+    durable_seconds: float  # of CPU work per durable invoice
 
 
 FULL = Settings(
@@ -89,6 +93,9 @@ FULL = Settings(
     mixed_orders=5,
     followed=3,
     followed_seconds=0.5,
+    durable_runs=2,
+    durable_orders=12,
+    durable_seconds=0.3,
 )
 QUICK = Settings(
     cpu_runs=2,
@@ -103,6 +110,9 @@ QUICK = Settings(
     mixed_orders=2,
     followed=3,
     followed_seconds=0.1,
+    durable_runs=1,
+    durable_orders=6,
+    durable_seconds=0.2,
 )
 
 
@@ -134,19 +144,21 @@ class Shop:
 
 
 @contextlib.contextmanager
-def shop(workdir: Path, name: str = "shop") -> Iterator[Shop]:
+def shop(workdir: Path, name: str = "shop", journal: Path | None = None) -> Iterator[Shop]:
     """Run ``demo_app.py`` on uvicorn in a subprocess; yield it once it answers, and stop it
     gracefully (as Ctrl-C does) on exit, whatever happened.
 
-    Its tasks write into ``workdir/outbox``; its log (offload logs every task that fails, and
-    scenario 3 fails some on purpose) goes to ``workdir/<name>.log``, out of the demo's way.
+    Its tasks write into ``workdir/outbox``, and journal their durable ones in ``journal``;
+    its log (offload logs every task that fails, and scenario 3 fails some on purpose) goes
+    to ``workdir/<name>.log``, out of the demo's way.
     """
     outbox = workdir / "outbox"
     outbox.mkdir(exist_ok=True)
     log = workdir / f"{name}.log"
     with log.open("w") as stderr:
+        journaled = [] if journal is None else ["--journal", str(journal)]
         process = subprocess.Popen(
-            [sys.executable, str(APP), "--port", "0", "--outbox", str(outbox)],
+            [sys.executable, str(APP), "--port", "0", "--outbox", str(outbox), *journaled],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -701,6 +713,99 @@ def following_a_task(shop: Shop, settings: Settings) -> Findings:
     )
 
 
+# 6. Durable tasks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillRun:
+    """One durable run: the orders accepted, what the kill left, and the recovery."""
+
+    accepted: int
+    done_at_kill: int
+    running_at_kill: int  # started, not done: the only ones that may run twice
+    recovered_in: float  # from the second server's start to the last invoice done
+    done: int
+    twice: int
+    twice_among_running: bool
+
+
+def durable_run(workdir: Path, run: int, settings: Settings) -> KillRun:
+    """Place orders on a server with a journal, SIGKILL it while invoices render, start a
+    new one on the same journal; count what ran, and how often."""
+    journal = workdir / f"orders-{run}.journal"
+    orders = new_orders(settings.durable_orders)
+    params = {"cpu": settings.durable_seconds}
+
+    def count(order: int, kind: str) -> int:
+        path = outbox / f"durable-{order}.{kind}"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def invoiced(order: int) -> bool:
+        return (outbox / f"invoice-{order}.txt").exists()
+
+    with shop(workdir, f"durable-{run}", journal) as first:
+        outbox = first.outbox
+        for order in orders:
+            tick(f"run {run}: placing order {order}")
+            httpx.post(f"{first.url}/durable/{order}", params=params).raise_for_status()
+        deadline = time.monotonic() + 30
+        while sum(count(order, "starts") > 0 for order in orders) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no invoice started within 30 s")
+            time.sleep(0.01)
+        tick(f"run {run}: SIGKILL to the server and its worker processes")
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+    done_at_kill = {order for order in orders if invoiced(order)}
+    running = {order for order in orders if count(order, "starts") and not invoiced(order)}
+    start = time.perf_counter()
+    with shop(workdir, f"durable-{run}-again", journal) as second:
+        tick(f"run {run}: the next server on the journal takes over")
+        anyio.run(second.wait_for, [f"invoice-{order}.txt" for order in orders])
+        recovered_in = time.perf_counter() - start
+    twice = {order for order in orders if count(order, "starts") > 1}
+    return KillRun(
+        accepted=len(orders),
+        done_at_kill=len(done_at_kill),
+        running_at_kill=len(running),
+        recovered_in=recovered_in,
+        done=sum(invoiced(order) for order in orders),
+        twice=len(twice),
+        twice_among_running=twice <= running,
+    )
+
+
+def durable_tasks(shop: Shop, settings: Settings) -> Findings:
+    """Scenario 6: kill the server mid-run; the next one on the journal finishes the work."""
+    say(
+        f"A shop with a journal (a SQLite file) takes {settings.durable_orders} orders; each "
+        "response comes once the order's invoice (a process task, durable=True) is written to "
+        "the journal. While the invoices render, the server and its worker processes get "
+        "SIGKILL, as from the OOM killer. A new server starts on the same journal."
+    )
+    workdir = shop.outbox.parent
+    runs = [durable_run(workdir, run, settings) for run in range(1, settings.durable_runs + 1)]
+    facts = [
+        f"run {number}: {run.accepted} orders accepted; at the kill {run.done_at_kill} invoices "
+        f"were done and {run.running_at_kill} rendering; after the restart {run.done} of "
+        f"{run.accepted} were done, {run.twice} rendered twice"
+        + (" (all of them among those rendering at the kill)" if run.twice_among_running else "")
+        for number, run in enumerate(runs, start=1)
+    ]
+    return Findings(
+        figure="restarted server: start to every invoice done",
+        rows=[Row("offload, durable=True, journal", [run.recovered_in for run in runs])],
+        facts=facts,
+        why=(
+            "a durable task is in the journal before its response is sent, and leaves it only "
+            "when it has ended; the next runtime on the journal takes over what a dead one "
+            "held, at once when that was a process of this host. Only a task that was running "
+            "at the kill runs twice (at least once, never lost): durable tasks must be "
+            "idempotent. Starlette's tasks live only in the dead server's memory."
+        ),
+    )
+
+
 # The demo ---------------------------------------------------------------------------------
 
 #: Each scenario, with its title, in the order the demo runs them.
@@ -710,6 +815,7 @@ SCENARIOS: list[tuple[str, Callable[[Shop, Settings], Findings]]] = [
     ("A task that crashes its worker or hangs touches nothing else", crashes_and_hangs),
     ("One response, a different executor per task, the order kept", per_task_executors),
     ("Following a task in a worker process by its status", following_a_task),
+    ("Durable tasks: the server is killed mid-run, and nothing is lost", durable_tasks),
 ]
 
 

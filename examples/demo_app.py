@@ -14,6 +14,8 @@ offload's tasks, whose statuses ``GET /tasks/{id}`` shows.
 4. Per-task executors: ``POST /mixed/{order}`` runs three tasks, each on its own executor.
 5. Following a task: ``POST /invoices/{order}`` renders an invoice in a worker process
    apart from the request, reporting its progress.
+6. Durable tasks: ``POST /durable/{order}?cpu=`` journals the invoice (with ``--journal``)
+   before it answers, so the invoice is rendered even if the server is killed first.
 
 Tasks write what they did into the outbox directory, which is how the demo sees them end
 without asking the (possibly busy) server. Run it on its own with
@@ -226,6 +228,30 @@ async def start_invoice(request: Request) -> Response:
 FOLLOW_ROUTES = [Route("/invoices/{order_id:int}", start_invoice, methods=["POST"])]
 
 
+# 6. Durable tasks ------------------------------------------------------------------------
+
+
+def render_durable_invoice(order_id: int, cpu_seconds: float, outbox: str) -> None:
+    """Render an invoice, marking each start (a durable task may run twice: when the server
+    dies while it runs, the next one runs it again)."""
+    with Path(outbox, f"durable-{order_id}.starts").open("a") as starts:
+        starts.write(f"{os.getpid()}\n")
+    render_invoice(order_id, cpu_seconds, outbox)
+
+
+async def durable_order(request: Request) -> Response:
+    """Journal the order's invoice, then answer: from here on it is rendered at least once,
+    by this server or the next one on the journal."""
+    order_id: int = request.path_params["order_id"]
+    cpu_seconds = float(request.query_params.get("cpu", "0.3"))
+    task = BackgroundTask(render_durable_invoice, order_id, cpu_seconds, request.app.state.outbox)
+    task.set(executor="process", key=f"invoice-{order_id}")
+    return JSONResponse({"ids": [task.id], "pid": os.getpid()}, backgrounds=[task], durable=True)
+
+
+DURABLE_ROUTES = [Route("/durable/{order_id:int}", durable_order, methods=["POST"])]
+
+
 # The shop --------------------------------------------------------------------------------
 
 
@@ -234,8 +260,9 @@ async def ping(request: Request) -> PlainTextResponse:
     return PlainTextResponse("pong")
 
 
-def create_app(outbox: str) -> Starlette:
-    """Return the shop, writing its tasks' results into ``outbox``."""
+def create_app(outbox: str, journal: str | None = None) -> Starlette:
+    """Return the shop, writing its tasks' results into ``outbox``, and its durable tasks to
+    the ``journal`` file, if given."""
     routes: list[BaseRoute] = [
         Route("/ping", ping),
         *CPU_ROUTES,
@@ -243,6 +270,7 @@ def create_app(outbox: str) -> Starlette:
         *RISKY_ROUTES,
         *MIXED_ROUTES,
         *FOLLOW_ROUTES,
+        *DURABLE_ROUTES,
         # Errors shown, for the demo to print them; an app open to the world keeps them in.
         Mount("/tasks", offload.status_app(expose_errors=True)),
     ]
@@ -250,7 +278,8 @@ def create_app(outbox: str) -> Starlette:
         routes=routes,
         # Starts the worker processes before the first request; drains tasks at shutdown.
         # thread_limit (40 by default) is the thread executor's own, apart from anyio's.
-        lifespan=offload.lifespan(offload.OffloadConfig()),
+        # With a journal, it also runs what a killed server on the same journal left.
+        lifespan=offload.lifespan(offload.OffloadConfig(journal=journal)),
     )
     app.state.outbox = outbox
     return app
@@ -261,6 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The demo shop, on uvicorn.")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--outbox", help="where tasks write (default: a new temporary folder)")
+    parser.add_argument("--journal", help="the SQLite journal of durable tasks (scenario 6)")
     args = parser.parse_args()
     outbox = args.outbox or tempfile.mkdtemp(prefix="offload-demo-")
     # IPPROTO_TCP, not the default 0: only then does asyncio set TCP_NODELAY on connections,
@@ -269,7 +299,8 @@ def main() -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart on the same port
     listener.bind(("127.0.0.1", args.port))
     print(f"http://127.0.0.1:{listener.getsockname()[1]} outbox {outbox}", flush=True)
-    config = uvicorn.Config(create_app(outbox), log_level="warning", access_log=False)
+    app = create_app(outbox, args.journal)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     # uvicorn shuts down gracefully on Ctrl-C (draining the tasks), then raises it again.
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[listener])

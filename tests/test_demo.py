@@ -37,15 +37,15 @@ def unwrapped(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_the_demo_prints_five_scenarios_each_saying_why(output: str) -> None:
-    for number in range(1, 6):
+def test_the_demo_prints_six_scenarios_each_saying_why(output: str) -> None:
+    for number in range(1, 7):
         assert "\n   Why: " in section(output, number)
 
 
 def test_every_table_row_shows_the_median_and_the_range(output: str) -> None:
     figure = r"\d+(\.\d+)? m?s"
     rows = re.findall(rf"^   \S.*  {figure}   {figure} to {figure}$", output, re.MULTILINE)
-    assert len(rows) == 3 + 2 + 2 + 3, output  # the rows of scenarios 1 to 4
+    assert len(rows) == 3 + 2 + 2 + 3 + 1, output  # the rows of scenarios 1 to 4, and 6
 
 
 def test_rows_are_compared_only_where_their_runs_do_not_overlap(output: str) -> None:
@@ -74,3 +74,18 @@ def test_the_followed_invoices_are_drawn_to_the_end(output: str) -> None:
     followed = [line for line in section(output, 5).splitlines() if " invoice " in line]
     assert len(followed) == 3, followed
     assert all(line.endswith("] 100% succeeded") for line in followed), followed
+
+
+def test_a_killed_server_s_durable_tasks_all_run_after_the_restart(output: str) -> None:
+    durable = unwrapped(section(output, 6))
+    match = re.search(
+        r"(\d+) orders accepted; at the kill (\d+) invoices were done and (\d+) rendering; "
+        r"after the restart (\d+) of (\d+) were done, (\d+) rendered twice",
+        durable,
+    )
+    assert match is not None, durable
+    accepted, done_at_kill, _, done, of, twice = map(int, match.groups())
+    assert done_at_kill < accepted  # killed mid-run, or the scenario shows nothing
+    assert done == of == accepted
+    if twice:
+        assert "all of them among those rendering at the kill" in durable
