@@ -70,7 +70,7 @@ class OffloadConfig:
     :param durable: make task lists durable: written to the ``journal`` before the endpoint
         returns, run at least once even if the server dies (a durable list is detached)
     :param dask_address: address of the Dask scheduler the ``"dask"`` executor connects to,
-        e.g. ``"tcp://10.0.0.5:8786"``; needs ``pip install offload[dask]``
+        e.g. ``"tcp://10.0.0.5:8786"``; needs offload's ``dask`` extra
     :raises ConfigError: if a value is invalid; an ``executor`` name that is not registered
         yet passes, since the app may register it later, unless it is a near miss of a known
         one (the same but for letter case, or at most two letters added, dropped or changed)

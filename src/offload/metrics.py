@@ -20,7 +20,8 @@
                                           ``recycle``
 ========================================  ===================================================
 
-Needs ``pip install offload[prometheus]``; ``import offload`` never imports it.
+Needs offload's ``prometheus`` extra (``pip install ".[prometheus]"`` in a clone);
+``import offload`` never imports it.
 """
 
 from __future__ import annotations

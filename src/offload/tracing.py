@@ -19,7 +19,8 @@ inside are children of the task's span too, exported by the worker's own tracer 
 does a task on a ``ProcessPoolExecutor`` of the app's own (``PoolExecutor``); one on a
 ``ThreadPoolExecutor`` runs in a copy of the context, as a thread task does.
 
-Needs ``pip install offload[otel]``; ``import offload`` never imports it.
+Needs offload's ``otel`` extra (``pip install ".[otel]"`` in a clone); ``import offload``
+never imports it.
 """
 
 from __future__ import annotations
