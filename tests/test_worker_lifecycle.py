@@ -80,7 +80,7 @@ SERVER = """
     from offload import BackgroundTasks
 
     async def main() -> None:
-        config = offload.OffloadConfig(process_workers=2)
+        config = offload.OffloadConfig(process_workers=2, start_method={start_method!r})
         {enter}
         tasks = BackgroundTasks(executor="process")
         tasks.add_task(process_tasks.pid)
@@ -111,13 +111,15 @@ def server_session() -> Iterator[list[int]]:
         kill_session(session)
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "fork"])
 @pytest.mark.parametrize("ending", list(ENDINGS))
 def test_no_process_outlives_the_server_however_it_ends(
-    tmp_path: Path, ending: str, server_session: list[int]
+    tmp_path: Path, ending: str, start_method: str, server_session: list[int]
 ) -> None:
     enter, end = ENDINGS[ending]
     script = tmp_path / "server.py"
-    script.write_text(textwrap.dedent(SERVER.format(enter=enter, end=end)))
+    code = SERVER.format(enter=enter, end=end, start_method=start_method)
+    script.write_text(textwrap.dedent(code))
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "TMPDIR": str(temp)}
@@ -136,7 +138,8 @@ def test_no_process_outlives_the_server_however_it_ends(
         assert server.stdout.readline() == b"ready\n", log.read_text()
         if ending in ("sigterm", "sigkill"):
             running = wait_for_no_session_processes(server.pid, 0)
-            assert len(running) >= 4, running  # the server, its workers, the fork server...
+            # The server and its workers, and for forkserver the fork server too.
+            assert len(running) >= (4 if start_method == "forkserver" else 3), running
             server.send_signal(signal.SIGTERM if ending == "sigterm" else signal.SIGKILL)
         server.wait(timeout=30)
     leftovers = wait_for_no_session_processes(server.pid, 2)

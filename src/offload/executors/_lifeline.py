@@ -39,11 +39,12 @@ def lifeline() -> Connection:
 
 def _forget_in_child() -> None:
     # A forked child (a "fork" worker, a gunicorn worker forked after the app started one)
-    # must not keep its parent's lifeline open: the parent's workers would then outlive it.
+    # must not hold its parent's write end: the parent's workers would then outlive it. The
+    # read end stays: a "fork" worker watches it (a reader keeps no one alive); a child that
+    # starts workers of its own makes a lifeline of its own.
     global _ends
     if _ends is not None:
-        for end in _ends:
-            end.close()
+        _ends[1].close()
         _ends = None
 
 
