@@ -147,3 +147,21 @@ def test_only_start_methods_that_import_the_main_module_need_its_guard(tmp_path:
     returncode, lines, stdout = run_script(script)
     assert returncode == 0, "\n".join(lines)
     assert stdout == "spawn refused\nforkserver refused\n"
+
+
+def test_a_script_read_from_standard_input_is_told_to_be_saved(tmp_path: Path) -> None:
+    # python - < script.py: workers could not import the main module again.
+    code = 'if __name__ == "__main__":\n' + textwrap.indent(
+        textwrap.dedent(UNGUARDED.format(
+            bind='tasks.add_task(print).set(executor="process")', configure="", backend=""
+        )), "    "
+    )  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    lines = (process.stdout + process.stderr).splitlines()
+    assert process.returncode == 1
+    assert len(lines) < SHORT, "\n".join(lines)
+    assert "comes from <stdin>" in lines[-1]
+    assert "save the code to a file" in lines[-1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import multiprocessing
+import os
 import sys
 import threading
 from types import FrameType, ModuleType
@@ -45,7 +46,16 @@ def check_main_guard(start_method: str) -> None:
 
     :raises OffloadError: naming the line and the fix, if workers would run it again
     """
-    line = None if start_method == "fork" else _unguarded_main_line()
+    if start_method == "fork":
+        return
+    unreadable = _unimportable_main()
+    if unreadable is not None:
+        raise OffloadError(
+            f"the process executor cannot start {start_method} worker processes: each imports "
+            f"the main module again, and it comes from {unreadable}, which is not a file it "
+            "can read; save the code to a file and run that, or use start_method='fork'"
+        )
+    line = _unguarded_main_line()
     if line is not None:
         path, lineno = line
         # One line, so that it is the last one of the traceback, and the fix at its end.
@@ -55,6 +65,16 @@ def check_main_guard(start_method: str) -> None:
             "again as it imports the module: put the code that starts the app or runs the "
             'tasks under `if __name__ == "__main__":`'
         )
+
+
+def _unimportable_main() -> str | None:
+    """Return where the main module came from if workers could not import it again (it was
+    read from standard input: ``python - < script.py``), else ``None``."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or not _reimported_by_workers(main):
+        return None
+    return None if os.path.isfile(path) else path
 
 
 def _unguarded_main_line() -> tuple[str, int] | None:
