@@ -416,3 +416,36 @@ async def test_the_command_line_lists_retries_and_purges(tmp_path: Path) -> None
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
     assert not (tmp_path / "nothing.db").exists()
+
+
+async def test_a_task_changed_after_its_list_ran_is_not_journaled_again(tmp_path: Path) -> None:
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    async with Runtime(durable(journal)):
+        tasks = BackgroundTasks()
+        task = tasks.add_task(append, str(out), "once")
+        await tasks()
+        await wait_for(lambda: entries(journal) == [])
+        task.set(retries=3)
+        assert entries(journal) == []
+
+
+async def test_a_task_taken_over_onto_an_unknown_executor_is_kept_as_failed(
+    tmp_path: Path,
+) -> None:
+    from offload._journal import NewTask
+    from offload.executors._pickling import pickle_call
+
+    journal_path = tmp_path / "j.db"
+    journal = Journal(journal_path)
+    journal.open()
+    try:
+        call = BackgroundTask(append, str(tmp_path / "never"), "x")
+        task = NewTask(call.id, "elsewhere", pickle_call(call), None, "gpu", None, None)
+        journal.add("list-1", None, None, [(0, task)], owner="gone-owner")  # no owner row
+    finally:
+        journal.close()
+    async with Runtime(OffloadConfig(journal=str(journal_path))):
+        await wait_for(lambda: [e.state for e in entries(journal_path)] == ["failed"])
+    (entry,) = entries(journal_path)
+    assert entry.error == "ExecutorNotFound"
+    assert not (tmp_path / "never").exists()

@@ -411,8 +411,21 @@ class DurableService(TaskHooks):
             ticket = runtime.reserve(tasks)
         except OffloadError:  # full (Overloaded), or shutting down: the tasks stay journaled
             return False
-        run = TaskRun(tasks, runtime, on_error=taken.on_error, concurrency=taken.concurrency)
-        runtime.submit(ticket, run, tasks)
+        try:
+            run = TaskRun(tasks, runtime, on_error=taken.on_error, concurrency=taken.concurrency)
+            runtime.submit(ticket, run, tasks)
+        except Exception as exc:  # an executor this process lacks: the list cannot run here
+            ticket.end()
+            logger.error(
+                "Durable background task(s) taken over from the journal cannot run here, so "
+                "they are kept as failed: %s: %s: %s",
+                ", ".join(task.name for task in tasks), type(exc).__name__, exc,
+            )  # fmt: skip
+            for task in tasks:
+                self._journaled.discard(task.id)
+                self._outcomes.append((task.id, (type(exc).__name__, 0)))
+            self._wake.set()
+            return True
         logger.info(
             "Took over %d durable background task(s) from the journal: %s",
             len(tasks), ", ".join(task.name for task in tasks),

@@ -470,6 +470,8 @@ class BackgroundTasks:
     def _hand_over(self) -> None:
         if self._durable is not None:
             self._durable.handed_over()
+            for task in self.tasks:  # it may end any time now: its entry is not written again
+                task.journaled = None
         reservation = self._take_reservation()
         if not self.tasks:  # emptied since it was scheduled: nothing to run
             if reservation is not None:
