@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ._journal import Entry, Journal, JournalError
 
@@ -37,26 +38,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _journal(path: str, retry: str | None, purge: str | None) -> int:
-    from pathlib import Path
+#: What ``--retry`` and ``--purge`` do: the journal's method, what is said when no task
+#: fits, and what is said once done.
+_ACTIONS: dict[str, tuple[Callable[[Journal, str], bool], str, str]] = {
+    "retry": (
+        Journal.retry,
+        "no failed task {id} in {path}",
+        "task {id} is pending again: the next runtime on the journal runs it",
+    ),
+    "purge": (Journal.purge, "no task {id} in {path}", "task {id} removed"),
+}
 
+
+def _journal(path: str, retry: str | None, purge: str | None) -> int:
     if not Path(path).is_file():  # never create a journal only to look at it
         raise JournalError(f"journal {path!r} does not exist")
     journal = Journal(path)
     journal.open()
     try:
-        if retry is not None:
-            if not journal.retry(retry):
-                print(f"no failed task {retry} in {path}", file=sys.stderr)
-                return 1
-            print(f"task {retry} is pending again: the next runtime on the journal runs it")
-            return 0
-        if purge is not None:
-            if not journal.purge(purge):
-                print(f"no task {purge} in {path}", file=sys.stderr)
-                return 1
-            print(f"task {purge} removed")
-            return 0
+        for action, task_id in (("retry", retry), ("purge", purge)):
+            if task_id is not None:
+                act, missing, done = _ACTIONS[action]
+                if not act(journal, task_id):
+                    print(missing.format(id=task_id, path=path), file=sys.stderr)
+                    return 1
+                print(done.format(id=task_id, path=path))
+                return 0
         print(_table(journal.entries(), time.time()))
         return 0
     finally:
