@@ -86,6 +86,22 @@ class JournaledTask:
         return f"<JournaledTask {self.name!r}>"
 
 
+class DurableTask(Call, Protocol):
+    """What a durable list journals of a task: its call, and its options."""
+
+    @property
+    def runs_on(self) -> ExecutorSpec | None: ...
+
+    @property
+    def key(self) -> str | None: ...
+
+    @property
+    def timeout(self) -> float | None: ...
+
+    @property
+    def retries(self) -> int | None: ...
+
+
 def journal_entry(task: DurableTask) -> NewTask:
     """What the journal records of ``task``: its pickled call and its options.
 
@@ -109,22 +125,6 @@ def journal_entry(task: DurableTask) -> NewTask:
         )
         raise
     return NewTask(task.id, task.name, payload, task.key, runs_on, task.timeout, task.retries)
-
-
-class DurableTask(Call, Protocol):
-    """What a durable list journals of a task: its call, and its options."""
-
-    @property
-    def runs_on(self) -> ExecutorSpec | None: ...
-
-    @property
-    def key(self) -> str | None: ...
-
-    @property
-    def timeout(self) -> float | None: ...
-
-    @property
-    def retries(self) -> int | None: ...
 
 
 class DurableList:
