@@ -156,8 +156,8 @@ class DurableList:
         self._ids: list[str] = []
         self._names: list[str] = []
         self._unrun = weakref.finalize(owner, service.dropped, self._ids, self._names)
-        #: What each of its journaled tasks calls when its options change, to be written
-        #: anew (the list sets it).
+        #: What writes a task of the list anew when its options change, weakly (the list
+        #: sets it): the list holds its tasks, and must stay collectable.
         self.rewriter: Callable[[], Callable[[Any], None] | None] | None = None
 
     def write(self, tasks: Sequence[tuple[int, DurableTask]]) -> dict[str, str]:
@@ -175,15 +175,36 @@ class DurableList:
                 self._positions[task.id] = position
                 self._ids.append(task.id)
                 self._names.append(task.name)
+                _unscheduled[task.id] = self
         return duplicates
+
+    def rewrite(self, task: DurableTask) -> None:
+        """Write ``task`` anew: its options changed before the list was handed over."""
+        rewrite = None if self.rewriter is None else self.rewriter()
+        if rewrite is not None:
+            rewrite(task)
 
     def position(self, task_id: str) -> int:
         """Where the task with this id is in the list."""
         return self._positions[task_id]
 
     def handed_over(self) -> None:
-        """The list was handed to the runtime: its tasks run (and leave the journal) there."""
+        """The list was handed to the runtime: its tasks run (and leave the journal) there,
+        and a task changed from now on is not written again."""
         self._unrun.detach()
+        for task_id in self._ids:
+            _unscheduled.pop(task_id, None)
+
+
+#: The durable lists not yet handed over, by the ids of their journaled tasks: where a
+#: task's ``set(...)`` finds the list that writes it anew. Weak: a dropped list leaves.
+_unscheduled: weakref.WeakValueDictionary[str, DurableList] = weakref.WeakValueDictionary()
+
+
+def unscheduled_durable_list(task_id: str) -> DurableList | None:
+    """Return the durable list that journaled the task with this id and has not been handed
+    over yet, if there is one."""
+    return _unscheduled.get(task_id)
 
 
 class DurableService(TaskHooks):

@@ -30,6 +30,7 @@ class TaskOptions:
     timeout: float | None = None
     retries: int | None = None
     name: str | None = None
+    key: str | None = None  # a durable task's idempotency key
 
     def __post_init__(self) -> None:
         # A decorator runs at import time, possibly before the application registers the
@@ -40,6 +41,8 @@ class TaskOptions:
         check_int("retries", self.retries, minimum=0, optional=True)
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {self.name!r}")
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise TypeError(f"key must be a non-empty string, got a {type(self.key).__name__}")
 
 
 def check_executor_spec(spec: object, *, allow_unregistered: bool = False) -> None:

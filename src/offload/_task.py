@@ -17,7 +17,7 @@ from ._checks import check_callable, check_choice
 from ._config import Concurrency, OnError
 from ._default import current_runtime
 from ._detached import Reservation
-from ._durable import DurableList
+from ._durable import DurableList, unscheduled_durable_list
 from ._exceptions import OffloadError
 from ._foreign import runs_as_group, task_list_items, unpack
 from ._ids import new_id
@@ -59,8 +59,6 @@ class BackgroundTask:
         "defaults",
         "func",
         "is_async",
-        "journaled",
-        "key",
         "kwargs",
         "list_choice",
         "options",
@@ -79,8 +77,6 @@ class BackgroundTask:
     list_choice: ExecutorSpec | None
     runs_on: ExecutorSpec | None
     _name: str | None
-    key: str | None
-    journaled: Callable[[], Callable[[BackgroundTask], None] | None] | None
 
     # ``func`` may be given by keyword, as Starlette's and Lilya's tasks allow.
     def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
@@ -114,9 +110,7 @@ class BackgroundTask:
         :raises NotPicklable: if the executor must pickle the task and cannot
         :raises OffloadError: if the task is durable and the journal cannot be written
         """
-        if key is not None and (not isinstance(key, str) or not key):
-            raise TypeError(f"key must be a non-empty string, got a {type(key).__name__}")
-        old, old_runs_on, old_key = self.options, self.runs_on, self.key
+        old, old_runs_on = self.options, self.runs_on
         # Set before the executor checks the task, so that its errors show the new name;
         # taken back if it refuses, so that a failed set changes nothing.
         self.options = TaskOptions(
@@ -124,18 +118,18 @@ class BackgroundTask:
             timeout=old.timeout if timeout is None else timeout,
             retries=old.retries if retries is None else retries,
             name=old.name if name is None else name,
+            key=old.key if key is None else key,
         )
         self._name = None
-        if key is not None:
-            self.key = key
         try:
             if executor is not None:
                 _plan(self, current_runtime())
-            rewrite = None if self.journaled is None else self.journaled()
-            if rewrite is not None:  # a durable list's: its journal entry follows
-                rewrite(self)
+            # A durable list's task, not yet handed over: its journal entry follows.
+            durable = None if self._id is None else unscheduled_durable_list(self._id)
+            if durable is not None:
+                durable.rewrite(self)
         except BaseException:
-            self.options, self._name, self.runs_on, self.key = old, None, old_runs_on, old_key
+            self.options, self._name, self.runs_on = old, None, old_runs_on
             raise
         return self
 
@@ -161,6 +155,11 @@ class BackgroundTask:
         """The executor set on this task, else by its function's ``@task_options``."""
         executor = self.options.executor
         return self.defaults.executor if executor is None else executor
+
+    @property
+    def key(self) -> str | None:
+        """The idempotency key set on this task (see :meth:`set`)."""
+        return self.options.key
 
     @property
     def timeout(self) -> float | None:
@@ -212,8 +211,6 @@ def _init(
     task.payload = None
     task.list_choice = None  # what the first list with an executor choice chose for it
     task.runs_on = None
-    task.key = None
-    task.journaled = None  # set by a durable list: rewrites its journal entry
     if task.defaults.executor is not None:
         _plan(task, current_runtime())
 
@@ -424,10 +421,8 @@ class BackgroundTasks:
         left = []
         for _, task in tasks:
             existing = duplicates.get(task.id)
-            if existing is None:
-                task.journaled = durable.rewriter
-            else:
-                task._id, task.journaled = existing, None
+            if existing is not None:
+                task._id = existing
                 left.append(task)
         return left
 
@@ -470,8 +465,6 @@ class BackgroundTasks:
     def _hand_over(self) -> None:
         if self._durable is not None:
             self._durable.handed_over()
-            for task in self.tasks:  # it may end any time now: its entry is not written again
-                task.journaled = None
         reservation = self._take_reservation()
         if not self.tasks:  # emptied since it was scheduled: nothing to run
             if reservation is not None:
