@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import offload
+import offload.fastapi
 import offload.tracing
 import process_tasks
 from offload import BackgroundTask, OffloadConfig
@@ -47,6 +48,12 @@ def telemetry() -> Iterator[Telemetry]:
     telemetry = Telemetry()
     yield telemetry
     telemetry.provider.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fastapi_hooks_on() -> None:
+    """offload.fastapi adds its hooks when imported; another test may have removed them."""
+    offload.add_hooks(offload.fastapi.telemetry_hooks)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -140,11 +147,16 @@ def test_a_task_tried_again_has_one_span_for_all_its_attempts(telemetry: Telemet
     assert span.status.status_code == StatusCode.UNSET
 
 
+@pytest.mark.parametrize("tracing_first", [False, True])
 def test_a_process_task_gets_its_span_and_its_spans_join_the_trace(
-    telemetry: Telemetry,
+    telemetry: Telemetry, tracing_first: bool
 ) -> None:
-    # Needs the process executor. offload.tracing sends the context along to the worker.
+    # Needs the process executor. offload.tracing sends the context along to the worker;
+    # whichever hooks came first, FastAPI's span is the request span's child.
     offload.tracing.install(telemetry.provider)
+    if tracing_first:
+        offload.remove_hooks(offload.fastapi.telemetry_hooks)
+        offload.add_hooks(offload.fastapi.telemetry_hooks)
     app = FastAPI(telemetry=telemetry.config)
     ids: list[str] = []
 
@@ -165,6 +177,10 @@ def test_a_process_task_gets_its_span_and_its_spans_join_the_trace(
     assert span.parent.span_id == server.context.span_id
     trace_id, _ = status.result
     assert trace_id == server.context.trace_id
+    (offload_span,) = telemetry.spans("offload.task")
+    assert offload_span.parent is not None
+    assert offload_span.parent.span_id == server.context.span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
 
 
 def test_a_plain_offload_list_as_the_responses_background_gets_spans(

@@ -169,3 +169,23 @@ async def test_a_replaced_worker_process_is_told_with_its_reason(
         with anyio.fail_after(30):
             await tasks()
     assert ("restarted", "process", reason) in everywhere.events
+
+
+async def test_hooks_hear_of_an_end_in_the_reverse_order_of_the_start() -> None:
+    heard: list[str] = []
+
+    class Named(TaskHooks):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def started(self, task: Call, executor: str, attempt: int) -> None:
+            heard.append(f"{self.name} started")
+
+        def ended(self, report: TaskReport) -> None:
+            heard.append(f"{self.name} ended")
+
+    async with Runtime() as runtime:
+        runtime.add_hooks(Named("first"))
+        runtime.add_hooks(Named("second"))
+        await BackgroundTasks([noop])()
+    assert heard == ["first started", "second started", "second ended", "first ended"]

@@ -30,7 +30,9 @@ class TaskHooks:
         """An attempt of ``task`` (1 for the first) started."""
 
     def ended(self, report: TaskReport) -> None:
-        """A task ended, however it ended (``report.status``)."""
+        """A task ended, however it ended (``report.status``). Hooks are told in the reverse
+        of the order they were told it started, so that what each made current then is
+        undone in turn."""
 
     def worker_restarted(self, executor: str, reason: str) -> None:
         """A worker process of ``executor`` was replaced: ``"crash"``, ``"timeout"`` (a

@@ -409,7 +409,9 @@ class TaskRun:
         task = self.tasks[index]
         report = TaskReport(task.id, task.name, self.executors[index].name, *outcome)
         self._outcomes[index] = report
-        call_each(hooks, "ended", report)
+        # Last started, first ended: a hook that made something current as the task
+        # started (a span) undoes it in the reverse order, as nested context managers do.
+        call_each(hooks[::-1], "ended", report)
 
     def _log_cancelled(self) -> None:
         unfinished = self.unfinished()

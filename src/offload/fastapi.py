@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from typing import Annotated, TypeAlias
+from typing import TYPE_CHECKING, Annotated, TypeAlias
 
 try:
     from fastapi import Depends
@@ -50,9 +50,15 @@ from ._task import BackgroundTasks
 
 #: FastAPI's own BackgroundTasks open their spans with it (FastAPI >= 0.165); it has no
 #: public name, so an older or a newer FastAPI without it gets no spans, and nothing fails.
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
+
 fastapi_operation: Callable[..., AbstractContextManager[None]] | None
 try:
     from fastapi.telemetry import _api
+    from opentelemetry import context as otel_context  # FastAPI's telemetry brings it
 
     fastapi_operation = _api._operation
 except (ImportError, AttributeError):
@@ -76,28 +82,43 @@ class FastAPITelemetryHooks(TaskHooks):
 
     def __init__(self) -> None:
         # Single dict steps, atomic as they are: hooks of tasks on several loops may run at once.
-        self._operations: dict[str, AbstractContextManager[None]] = {}  # task id -> its span
+        self._parents: dict[str, Context] = {}  # task id -> the context it was scheduled in
+        self._operations: dict[str, tuple[AbstractContextManager[None], Token[Context]]] = {}
+
+    def scheduled(self, task: Call, executor: str) -> None:
+        if fastapi_operation is not None:
+            self._parents[task.id] = otel_context.get_current()
 
     def started(self, task: Call, executor: str, attempt: int) -> None:
-        if attempt > 1 or fastapi_operation is None:  # one span for all of a task's attempts
+        parent = self._parents.pop(task.id, None)
+        if parent is None:  # a retry (one span for all of a task's attempts), or no FastAPI
             return
+        assert fastapi_operation is not None
+        # In the request's context, whatever another hook made current meanwhile: the span
+        # is the request span's child, and FastAPI finds the request's telemetry there.
+        token = otel_context.attach(parent)
         operation = fastapi_operation(name="background_task", function=task.func)
         operation.__enter__()  # current while the task runs; a thread gets a copy of it
-        self._operations[task.id] = operation
+        self._operations[task.id] = (operation, token)
 
     def ended(self, report: TaskReport) -> None:
-        operation = self._operations.pop(report.id, None)
-        if operation is None:  # it never started
+        self._parents.pop(report.id, None)
+        started = self._operations.pop(report.id, None)
+        if started is None:  # it never started
             return
+        operation, token = started
         error = report.error
-        if error is None:
-            operation.__exit__(None, None, None)
-            return
-        try:  # FastAPI's span records the error's type and re-raises it: only that is expected
-            operation.__exit__(type(error), error, error.__traceback__)
-        except BaseException as raised:
-            if raised is not error:
-                raise
+        try:
+            if error is None:
+                operation.__exit__(None, None, None)
+            else:
+                try:  # FastAPI's span records the error's type, and re-raises it
+                    operation.__exit__(type(error), error, error.__traceback__)
+                except BaseException as raised:
+                    if raised is not error:
+                        raise
+        finally:
+            otel_context.detach(token)
 
     def __repr__(self) -> str:
         return "<offload.fastapi.FastAPITelemetryHooks>"
