@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 import offload
 import offload.metrics
@@ -101,3 +105,84 @@ def test_installing_twice_into_one_registry_returns_the_same_hooks(
     registry: CollectorRegistry,
 ) -> None:
     assert offload.metrics.install(registry) is offload.metrics.install(registry)
+
+
+WORKER = """
+import os, sys
+import anyio
+import offload, offload.metrics
+from offload import BackgroundTasks, OffloadConfig, Runtime
+
+async def noop():
+    pass
+
+def fail():
+    raise ValueError("no")
+
+async def wait_for_go():
+    while not os.path.exists(sys.argv[1]):
+        await anyio.sleep(0.01)
+
+async def main():
+    offload.metrics.install()
+    async with Runtime(OffloadConfig(on_error="continue")):
+        await BackgroundTasks([noop, noop, fail])()
+        tasks = BackgroundTasks([wait_for_go], detach=True)
+        await tasks()
+        while not any(status.state == "running" for status in offload.statuses()):
+            await anyio.sleep(0.01)
+        print("pending", flush=True)
+        with anyio.fail_after(30):
+            while not tasks.reports:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # the gauge is written just after the list lets go
+        print("ended", flush=True)
+        sys.stdin.read()  # alive until the test has scraped
+
+anyio.run(main)
+"""
+
+
+def test_server_workers_sharing_a_multiprocess_directory_add_up(tmp_path: Path) -> None:
+    # prometheus_client's multiprocess mode, as under `uvicorn --workers 2` or gunicorn.
+    metrics, go = tmp_path / "metrics", tmp_path / "go"
+    metrics.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(go)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+
+    def scrape(said: str) -> CollectorRegistry:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline() == f"{said}\n"
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(metrics))
+        return registry
+
+    try:
+        registry = scrape("pending")
+        assert value(registry, "offload_detached_pending") == 2  # one list in each worker
+        assert value(registry, "offload_tasks_in_flight", executor="inline") == 2
+        go.touch()
+        registry = scrape("ended")
+        assert value(registry, "offload_tasks_total", executor="inline", status="succeeded") == 6
+        assert value(registry, "offload_tasks_total", executor="thread", status="failed") == 2
+        assert value(registry, "offload_task_duration_seconds_count", executor="inline") == 6
+        assert value(registry, "offload_tasks_in_flight", executor="inline") == 0
+        assert value(registry, "offload_detached_pending") == 0
+    finally:
+        go.touch()
+        for worker in workers:
+            try:
+                worker.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.communicate()

@@ -26,6 +26,7 @@ Needs offload's ``prometheus`` extra (``pip install ".[prometheus]"`` in a clone
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -41,10 +42,13 @@ except ImportError as exc:
         name=exc.name,
     ) from exc
 
+from anyio.lowlevel import current_token
+
 from ._call import Call
 from ._default import current_runtime
 from ._hooks import TaskHooks, add_hooks
 from ._report import TaskReport
+from .executors._futures import call_soon
 
 __all__ = ["PrometheusHooks", "install"]
 
@@ -86,16 +90,22 @@ class PrometheusHooks(TaskHooks):
             "offload_task_wait_seconds", "Seconds from a task's scheduling to its first start.",
             ["executor"], registry=registry,
         )  # fmt: skip
+        # livesum: under prometheus_client's multiprocess mode (server workers sharing
+        # PROMETHEUS_MULTIPROC_DIR), the gauges add up over the live processes.
         self.in_flight = Gauge(
             "offload_tasks_in_flight", "Background tasks started and not yet ended.",
-            ["executor"], registry=registry,
+            ["executor"], registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
         self.detached = Gauge(
             "offload_detached_pending",
             "Detached task lists pending or running in the active runtime.",
-            registry=registry,
-        )
-        self.detached.set_function(lambda: current_runtime().pending)
+            registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        # Read when scraped; in multiprocess mode a scrape reads the processes' files
+        # instead, so the hooks write it as tasks are scheduled and end.
+        self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if not self._multiprocess:
+            self.detached.set_function(lambda: current_runtime().pending)
         self.restarts = Counter(
             "offload_worker_restarts_total", "Worker processes replaced, by reason.",
             ["reason"], registry=registry,
@@ -121,6 +131,11 @@ class PrometheusHooks(TaskHooks):
 
     def scheduled(self, task: Call, executor: str) -> None:
         self._scheduled[task.id] = time.monotonic()
+        if self._multiprocess:
+            self._count_pending()
+
+    def _count_pending(self) -> None:
+        self.detached.set(current_runtime().pending)
 
     def started(self, task: Call, executor: str, attempt: int) -> None:
         if attempt != 1:
@@ -145,6 +160,8 @@ class PrometheusHooks(TaskHooks):
         if counter is None:
             counter = self._per_outcome[key] = self.tasks.labels(*key)
         counter.inc()
+        if self._multiprocess:  # once its list has let go of its place in the runtime
+            call_soon(current_token(), self._count_pending)
 
     def worker_restarted(self, executor: str, reason: str) -> None:
         self.restarts.labels(reason).inc()
