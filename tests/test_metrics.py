@@ -164,7 +164,7 @@ def test_server_workers_sharing_a_multiprocess_directory_add_up(tmp_path: Path) 
             assert worker.stdout is not None
             assert worker.stdout.readline() == f"{said}\n"
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(metrics))
+        MultiProcessCollector(registry, path=str(metrics))  # type: ignore[no-untyped-call]
         return registry
 
     try:
