@@ -6,12 +6,13 @@
 import importlib
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 import pytest
 from fastapi import BackgroundTasks as FastAPIBackgroundTasks
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from starlette.background import BackgroundTask as StarletteTask
 from starlette.responses import JSONResponse as StarletteJSONResponse
@@ -340,3 +341,47 @@ def test_the_example_app_works_as_pasted() -> None:
         '200 {"report":42,"status":"accepted"}',
         "the app's own shutdown: offload has drained its tasks by now",
     ]
+
+
+def test_tasks_run_while_the_requests_dependencies_are_open() -> None:
+    app = FastAPI()
+    events: list[str] = []
+
+    async def database() -> AsyncIterator[str]:
+        events.append("opened")
+        yield "connection"
+        events.append("closed")
+
+    def use(connection: str) -> None:
+        events.append(f"task uses the {connection}")
+
+    @app.get("/")
+    async def endpoint(tasks: Backgrounds, connection: Annotated[str, Depends(database)]) -> None:
+        tasks.add_task(use, connection)
+
+    with TestClient(app) as client:
+        client.get("/")
+    assert events == ["opened", "task uses the connection", "closed"]
+
+
+def test_a_websocket_endpoint_that_returns_runs_its_tasks() -> None:
+    app = FastAPI()
+    ran: list[str] = []
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket, tasks: Backgrounds) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                tasks.add_task(ran.append, await websocket.receive_text())
+        except WebSocketDisconnect:
+            return  # the client left: its messages' tasks still run
+
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as websocket:
+            websocket.send_text("hello")
+            websocket.send_text("bye")
+        deadline = time.monotonic() + 10
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert ran == ["hello", "bye"]

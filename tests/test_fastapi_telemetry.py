@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from fastapi import BackgroundTasks as FastAPIBackgroundTasks
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig, get_telemetry_data
 from fastapi.testclient import TestClient
@@ -231,3 +232,67 @@ def test_a_detached_list_gets_spans_under_the_request(telemetry: Telemetry) -> N
     (span,) = telemetry.spans()
     assert span.parent is not None
     assert span.parent.span_id == telemetry.server().context.span_id
+
+
+def test_fastapis_own_tasks_and_offloads_each_get_one_span(telemetry: Telemetry) -> None:
+    app = FastAPI(telemetry=telemetry.config)
+    ran: list[str] = []
+
+    def own(label: str) -> None:
+        ran.append(label)
+
+    @app.get("/")
+    async def endpoint(tasks: Backgrounds, fastapi_tasks: FastAPIBackgroundTasks) -> None:
+        fastapi_tasks.add_task(own, "fastapi")
+        tasks.add_task(own, "offload")
+
+    with TestClient(app) as client:
+        client.get("/")
+    assert sorted(ran) == ["fastapi", "offload"]
+    names = sorted(str((s.attributes or {})["code.function.name"]) for s in telemetry.spans())
+    assert names == [f"{__name__}.{own.__qualname__}"] * 2  # none for offload's runner
+
+
+def test_a_span_made_inside_a_task_is_a_child_of_offloads_whichever_came_first(
+    telemetry: Telemetry,
+) -> None:
+    # offload.tracing installed before offload.fastapi's hooks were added: same shape.
+    offload.remove_hooks(offload.fastapi.telemetry_hooks)
+    offload.tracing.install(telemetry.provider)
+    offload.add_hooks(offload.fastapi.telemetry_hooks)
+    app = FastAPI(telemetry=telemetry.config)
+    tracer = telemetry.provider.get_tracer("app")
+
+    def work() -> None:
+        with tracer.start_as_current_span("inside"):
+            pass
+
+    @app.get("/")
+    async def endpoint(tasks: Backgrounds) -> None:
+        tasks.add_task(work)
+
+    with TestClient(app) as client:
+        client.get("/")
+    server = telemetry.server()
+    (fastapi_span,) = telemetry.spans()
+    (offload_span,) = telemetry.spans("offload.task")
+    (inside,) = telemetry.spans("inside")
+    assert fastapi_span.parent is not None
+    assert offload_span.parent is not None
+    assert fastapi_span.parent.span_id == offload_span.parent.span_id == server.context.span_id
+    assert inside.parent is not None
+    assert inside.parent.span_id == offload_span.context.span_id
+
+
+def test_removed_hooks_stay_removed(telemetry: Telemetry) -> None:
+    offload.remove_hooks(offload.fastapi.telemetry_hooks)
+    app = FastAPI(telemetry=telemetry.config)
+
+    @app.get("/")
+    async def endpoint(tasks: Backgrounds) -> None:
+        tasks.add_task(print, end="")
+
+    with TestClient(app) as client:
+        client.get("/")
+        client.get("/")
+    assert telemetry.spans() == []

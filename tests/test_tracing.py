@@ -178,3 +178,48 @@ async def test_a_task_on_a_pool_of_the_apps_own_runs_in_its_span(traced: Traced)
         process_pool.shutdown()
     spans = traced.spans("offload.task")
     assert seen == [(span.context.trace_id, span.context.span_id) for span in spans]
+
+
+async def test_installing_with_another_provider_replaces_the_hooks(traced: Traced) -> None:
+    other = Traced()
+    offload.tracing.install(other.provider)
+    async with Runtime():
+        await BackgroundTasks([noop])()
+    assert traced.spans("offload.task") == []
+    assert len(other.spans("offload.task")) == 1
+
+
+async def sleep_long() -> None:
+    await anyio.sleep(10)
+
+
+async def test_a_group_cut_short_from_outside_ends_each_span_where_it_began(
+    traced: Traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Runtime():
+        with anyio.move_on_after(0.2):  # a request cancelled, a server's graceful timeout
+            await BackgroundTasks([sleep_long, sleep_long], concurrency="group")()
+    spans = traced.spans("offload.task")
+    assert [span.attributes["offload.attempts"] for span in spans] == [1, 1]  # type: ignore[index]
+    assert [span.attributes["offload.status"] for span in spans] == ["skipped"] * 2  # type: ignore[index]
+    assert "Failed to detach context" not in caplog.text
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+async def test_one_task_object_run_by_two_requests_at_once_gets_a_span_in_each(
+    traced: Traced,
+) -> None:
+    shared = offload.BackgroundTask(anyio.sleep, 0.1)  # as a module-level task would be
+    requests: dict[str, int] = {}
+
+    async def request(name: str) -> None:
+        with traced.tracer.start_as_current_span(name) as span:
+            requests[name] = span.get_span_context().span_id
+            await BackgroundTasks([shared])()
+            assert trace.get_current_span() is span  # nothing of the task's left attached
+
+    async with Runtime(), anyio.create_task_group() as group:
+        group.start_soon(request, "a")
+        group.start_soon(request, "b")
+    spans = traced.spans("offload.task")
+    assert sorted(span.parent.span_id for span in spans if span.parent) == sorted(requests.values())

@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextvars import ContextVar
+from typing import Generic, TypeVar
 
 from ._call import Call
 from ._report import TaskReport
 
 logger = logging.getLogger("offload")
 
+T = TypeVar("T")
+
 
 class TaskHooks:
     """Callbacks on every task's way. Override the ones you need; each is called on the
-    event loop that runs the task (``worker_restarted``: on a thread of the executor's), must
-    be quick, and must not raise (what it raises is logged and dropped)."""
+    event loop that runs the task, must be quick, and must not raise (what it raises is
+    logged and dropped)."""
+
+    #: Hooks added for every runtime (:func:`add_hooks`) hear of a start by this order,
+    #: lowest first, then in the order they were added; of an end, in the reverse order. So
+    #: hooks that make something current while a task runs (a span) nest the same way
+    #: whichever was installed first.
+    order: int = 0
 
     def scheduled(self, task: Call, executor: str) -> None:
         """``task`` was scheduled to run on ``executor``: its list was awaited or handed over."""
@@ -37,6 +47,36 @@ class TaskHooks:
     def worker_restarted(self, executor: str, reason: str) -> None:
         """A worker process of ``executor`` was replaced: ``"crash"``, ``"timeout"`` (a
         timeout or a cancel killed it) or ``"recycle"`` (``max_tasks_per_child``)."""
+
+
+class TaskState(Generic[T]):
+    """What a hook keeps of a task between its calls (a span, a start time), by task id.
+
+    Kept in the context of the run that runs the task, where the hooks of its start and its
+    end are called: two runs of the same task object at once (a task shared by the responses
+    of two requests) keep theirs apart, and a hook needs no lock.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._by_id: ContextVar[dict[str, T]] = ContextVar(name)
+
+    def put(self, task_id: str, value: T) -> None:
+        """Keep ``value`` for the task ``task_id`` of the current run."""
+        kept = self._by_id.get(None)
+        if kept is None:
+            kept = {}
+            self._by_id.set(kept)
+        kept[task_id] = value
+
+    def get(self, task_id: str) -> T | None:
+        """Return what is kept for the task ``task_id`` of the current run, if anything."""
+        kept = self._by_id.get(None)
+        return None if kept is None else kept.get(task_id)
+
+    def pop(self, task_id: str) -> T | None:
+        """Return what is kept for the task ``task_id`` of the current run, and forget it."""
+        kept = self._by_id.get(None)
+        return None if kept is None else kept.pop(task_id, None)
 
 
 class ReportHook(TaskHooks):
@@ -63,7 +103,7 @@ def add_hooks(hooks: TaskHooks) -> None:
         raise TypeError(f"hooks must be an offload.TaskHooks, got a {type(hooks).__name__}")
     with _lock:
         if hooks not in _global:
-            _global = (*_global, hooks)
+            _global = tuple(sorted((*_global, hooks), key=lambda added: added.order))
 
 
 def remove_hooks(hooks: TaskHooks) -> None:

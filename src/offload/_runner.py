@@ -107,6 +107,7 @@ class TaskRun:
         self._ids: dict[str, int] | None = None
         self._next = 0  # in a sequential run, the task that runs next
         self._child_scopes: dict[int, anyio.CancelScope] = {}  # in a group, each task's
+        self._cut_short: list[int] = []  # the tasks a cancel from outside stopped as they ran
 
     async def run(self) -> None:
         """Run the tasks, unless the runtime intercepts task lists (as a test recorder does)."""
@@ -377,7 +378,11 @@ class TaskRun:
             duration = time.perf_counter() - start
             if self._cancelled is not None and index in self._cancelled:  # offload.cancel()
                 self._report(index, ("cancelled", None, started_at, duration, attempts))
-            elif attempts and self._first_error is not None:  # a failing sibling cancelled it
+            elif attempts:  # a failing sibling, the caller or the runtime's drain stopped it
+                # Reported here, in the task that started it, so that hooks undo what they
+                # made current as it started where they made it.
+                if self._first_error is None:
+                    self._cut_short.append(index)
                 self._report(index, ("skipped", None, started_at, duration, attempts))
             raise
         except Exception as exc:  # the executor itself failed to start
@@ -414,7 +419,8 @@ class TaskRun:
         call_each(hooks[::-1], "ended", report)
 
     def _log_cancelled(self) -> None:
-        unfinished = self.unfinished()
+        cut_short = [self.tasks[index].name for index in self._cut_short]
+        unfinished = cut_short + self.unfinished()
         if unfinished:
             logger.error(
                 "Background tasks cancelled before they ended: %s (%d); the request that ran "

@@ -13,9 +13,12 @@ How it works: FastAPI injects its own ``BackgroundTasks`` class into any paramet
 with a subclass of Starlette's, so a subclass could not bring offload's list in. Instead
 ``Backgrounds`` is ``Annotated[offload.BackgroundTasks, Depends(...)]``. The dependency makes
 one offload list per request (shared by the endpoint and every dependency that asks for it,
-theirs first since they run first) and runs it in its code after ``yield``, which FastAPI
-(>= 0.118) runs once the response has been sent and its own background has run. So the
-tasks run after the response, through offload, whatever response the endpoint returns.
+theirs first since they run first), and adds one entry to FastAPI's own per-request list that
+runs it: the tasks run where FastAPI's own do, while the request's dependencies are still
+open. FastAPI attaches that list to the response, unless the endpoint returns a response
+with a ``background`` of its own; then the dependency, whose code after ``yield`` runs once
+the response has been sent (FastAPI >= 0.118), runs the tasks itself, after the response's
+own. Either way they run after the response, through offload, and are never dropped.
 
 Under FastAPI's telemetry (``FastAPI(telemetry=...)``, FastAPI >= 0.165), each task of an
 offload list run in a request, ``Backgrounds`` or a response's ``background``, runs in its own
@@ -33,6 +36,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Annotated, TypeAlias
 
 try:
+    from fastapi import BackgroundTasks as FastAPITasks
     from fastapi import Depends
     from starlette.requests import HTTPConnection
 except ImportError as exc:
@@ -44,7 +48,7 @@ except ImportError as exc:
     ) from exc
 
 from ._call import Call
-from ._hooks import TaskHooks, add_hooks, global_hooks
+from ._hooks import TaskHooks, TaskState, add_hooks
 from ._report import TaskReport
 from ._task import BackgroundTasks
 
@@ -80,17 +84,23 @@ class FastAPITelemetryHooks(TaskHooks):
     telemetry, the hooks do nothing.
     """
 
+    #: Before other hooks: FastAPI's span opens first, so that a span another hook makes
+    #: current (``offload.tracing``'s) is the innermost while the task runs.
+    order = -10
+
     def __init__(self) -> None:
-        # Single dict steps, atomic as they are: hooks of tasks on several loops may run at once.
-        self._parents: dict[str, Context] = {}  # task id -> the context it was scheduled in
-        self._operations: dict[str, tuple[AbstractContextManager[None], Token[Context]]] = {}
+        # Kept per run (see TaskState): runs on several loops and threads keep theirs apart.
+        self._parents: TaskState[Context] = TaskState("offload.fastapi.parents")
+        self._operations: TaskState[tuple[AbstractContextManager[None], Token[Context]]] = (
+            TaskState("offload.fastapi.operations")
+        )
 
     def scheduled(self, task: Call, executor: str) -> None:
         if fastapi_operation is not None:
-            self._parents[task.id] = otel_context.get_current()
+            self._parents.put(task.id, otel_context.get_current())
 
     def started(self, task: Call, executor: str, attempt: int) -> None:
-        parent = self._parents.pop(task.id, None)
+        parent = self._parents.pop(task.id)
         if parent is None:  # a retry (one span for all of a task's attempts), or no FastAPI
             return
         assert fastapi_operation is not None
@@ -99,11 +109,11 @@ class FastAPITelemetryHooks(TaskHooks):
         token = otel_context.attach(parent)
         operation = fastapi_operation(name="background_task", function=task.func)
         operation.__enter__()  # current while the task runs; a thread gets a copy of it
-        self._operations[task.id] = (operation, token)
+        self._operations.put(task.id, (operation, token))
 
     def ended(self, report: TaskReport) -> None:
-        self._parents.pop(report.id, None)
-        started = self._operations.pop(report.id, None)
+        self._parents.pop(report.id)
+        started = self._operations.pop(report.id)
         if started is None:  # it never started
             return
         operation, token = started
@@ -126,45 +136,72 @@ class FastAPITelemetryHooks(TaskHooks):
 
 #: The hooks this module adds for every runtime; without FastAPI's telemetry they cost about
 #: 2 µs a task (``make bench``), and ``offload.remove_hooks(telemetry_hooks)`` turns
-#: them off until the next request that uses :data:`Backgrounds`.
+#: them off.
 telemetry_hooks = FastAPITelemetryHooks()
+if fastapi_operation is not None:
+    add_hooks(telemetry_hooks)
 
 
-def _join_fastapi_telemetry() -> None:
-    """Add the telemetry hooks, unless they are on (a test may have removed them)."""
-    if fastapi_operation is not None and telemetry_hooks not in global_hooks():
-        add_hooks(telemetry_hooks)
+class _FastAPITasksWithOffload(FastAPITasks):
+    """FastAPI's own per-request list, once it holds the entry that runs the request's offload
+    list: that entry gets no ``fastapi.background_task`` span of its own, since each of its
+    tasks gets one (see :class:`FastAPITelemetryHooks`); FastAPI's own tasks still do."""
+
+    async def __call__(self) -> None:
+        assert fastapi_operation is not None
+        for task in self.tasks:
+            if getattr(task.func, _RUNS_OFFLOAD_LIST, False):
+                await task()
+            else:
+                with fastapi_operation(name="background_task", function=task.func):
+                    await task()
 
 
-_join_fastapi_telemetry()
+_RUNS_OFFLOAD_LIST = "__offload_runs_list__"
 
 
-async def request_backgrounds(connection: HTTPConnection) -> AsyncIterator[BackgroundTasks]:
-    """Yield the request's offload task list, and run it once the response has been sent.
+async def request_backgrounds(
+    connection: HTTPConnection, fastapi_tasks: FastAPITasks
+) -> AsyncIterator[BackgroundTasks]:
+    """Yield the request's offload task list, and see that it runs after the response.
 
     Use it through :data:`Backgrounds`; it is public for ``app.dependency_overrides``.
 
     :param connection: the request (or WebSocket) the list belongs to
+    :param fastapi_tasks: FastAPI's own per-request task list, which the response awaits
     """
     shared = connection.scope.get(_SCOPE_KEY)
     if isinstance(shared, BackgroundTasks):  # made by an earlier, uncached declaration
         yield shared
         return
-    _join_fastapi_telemetry()
     tasks = connection.scope[_SCOPE_KEY] = BackgroundTasks()
+    ran = False
+
+    async def run_backgrounds() -> None:
+        nonlocal ran
+        ran = True
+        await tasks()
+
+    # An entry in FastAPI's own list: the tasks run where FastAPI's own run, in the order
+    # the list was asked for, while the request's dependencies are still open.
+    setattr(run_backgrounds, _RUNS_OFFLOAD_LIST, True)
+    if fastapi_operation is not None and type(fastapi_tasks) is FastAPITasks:
+        fastapi_tasks.__class__ = _FastAPITasksWithOffload
+    fastapi_tasks.add_task(run_backgrounds)
     try:
         yield tasks
     except BaseException as error:
         # The endpoint raised (no task runs, as with FastAPI's own), or the response's own
         # background did: either way these tasks will not run, and that must be said.
-        if tasks.tasks:
+        if not ran and tasks.tasks:
             logger.warning(
                 "Background tasks not run, since the request ended with %s: %s",
                 type(error).__name__, ", ".join(task.name for task in tasks.tasks),
             )  # fmt: skip
         raise
-    # Here the response has been sent, and its own background has run.
-    if tasks.tasks:
+    # Here the response has been sent. FastAPI drops its list when the endpoint returned a
+    # response with a background of its own; the tasks must not be dropped with it.
+    if not ran and tasks.tasks:
         await tasks()
 
 

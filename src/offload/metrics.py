@@ -46,7 +46,7 @@ from anyio.lowlevel import current_token
 
 from ._call import Call
 from ._default import current_runtime
-from ._hooks import TaskHooks, add_hooks
+from ._hooks import TaskHooks, TaskState, add_hooks
 from ._report import TaskReport
 from .executors._futures import call_soon
 
@@ -110,10 +110,9 @@ class PrometheusHooks(TaskHooks):
             "offload_worker_restarts_total", "Worker processes replaced, by reason.",
             ["reason"], registry=registry,
         )  # fmt: skip
-        # Single dict and set steps, atomic as they are: the hooks of tasks on several loops
-        # (threads) may run at once.
-        self._scheduled: dict[str, float] = {}  # task id -> when it was scheduled
-        self._running: set[str] = set()  # ids of the tasks counted in flight
+        # Kept per run (see TaskState): runs on several loops and threads keep theirs apart.
+        self._scheduled: TaskState[float] = TaskState("offload.metrics.scheduled")
+        self._running: TaskState[bool] = TaskState("offload.metrics.running")  # in flight
         # Each metric's child per label values, looked up once: ``labels()`` costs more than
         # the count itself.
         self._per_executor: dict[str, tuple[Any, Any, Any]] = {}
@@ -130,7 +129,7 @@ class PrometheusHooks(TaskHooks):
         return children
 
     def scheduled(self, task: Call, executor: str) -> None:
-        self._scheduled[task.id] = time.monotonic()
+        self._scheduled.put(task.id, time.monotonic())
         if self._multiprocess:
             self._count_pending()
 
@@ -140,18 +139,17 @@ class PrometheusHooks(TaskHooks):
     def started(self, task: Call, executor: str, attempt: int) -> None:
         if attempt != 1:
             return
-        scheduled = self._scheduled.pop(task.id, None)
-        self._running.add(task.id)
+        scheduled = self._scheduled.pop(task.id)
+        self._running.put(task.id, True)
         wait, in_flight, _ = self._of(executor)
         if scheduled is not None:
             wait.observe(time.monotonic() - scheduled)
         in_flight.inc()
 
     def ended(self, report: TaskReport) -> None:
-        self._scheduled.pop(report.id, None)
+        self._scheduled.pop(report.id)
         _, in_flight, duration = self._of(report.executor)
-        if report.id in self._running:
-            self._running.discard(report.id)
+        if self._running.pop(report.id):
             in_flight.dec()
         if report.started_at is not None:
             duration.observe(report.duration)

@@ -43,7 +43,7 @@ except ImportError as exc:
 
 from ._call import Call
 from ._carrier import Carrier, set_injector
-from ._hooks import TaskHooks, add_hooks, global_hooks
+from ._hooks import TaskHooks, TaskState, add_hooks, global_hooks, remove_hooks
 from ._report import TaskReport
 
 __all__ = ["TracingHooks", "install"]
@@ -56,11 +56,14 @@ def install(tracer_provider: trace.TracerProvider | None = None) -> TracingHooks
     """Run every task of every runtime of this process in a span, from now on.
 
     :param tracer_provider: where the spans go; OpenTelemetry's global provider by default
-    :return: the hooks installed (installing again returns them, added again if removed)
+    :return: the hooks installed (installing again returns them, added again if removed;
+        with another ``tracer_provider``, new ones replace them)
     """
     global _installed
     with _lock:
         if _installed is None or tracer_provider is not None:
+            if _installed is not None:  # replaced: its spans would double the new ones
+                remove_hooks(_installed)
             _installed = TracingHooks(trace.get_tracer("offload", tracer_provider=tracer_provider))
         add_hooks(_installed)
         set_injector(_inject_current)
@@ -80,12 +83,12 @@ class TracingHooks(TaskHooks):
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
-        # Single dict steps, atomic as they are: hooks of tasks on several loops may run at once.
-        self._parents: dict[str, otel_context.Context] = {}  # task id -> context at scheduling
-        self._spans: dict[str, tuple[trace.Span, Any]] = {}  # task id -> its span, attach token
+        # Kept per run (see TaskState): runs on several loops and threads keep theirs apart.
+        self._parents: TaskState[otel_context.Context] = TaskState("offload.tracing.parents")
+        self._spans: TaskState[tuple[trace.Span, Any]] = TaskState("offload.tracing.spans")
 
     def scheduled(self, task: Call, executor: str) -> None:
-        self._parents[task.id] = otel_context.get_current()
+        self._parents.put(task.id, otel_context.get_current())
 
     def started(self, task: Call, executor: str, attempt: int) -> None:
         if attempt > 1:
@@ -93,7 +96,7 @@ class TracingHooks(TaskHooks):
             if running is not None:
                 running[0].add_event("offload.retry", {"offload.attempt": attempt})
             return
-        parent = self._parents.pop(task.id, None)
+        parent = self._parents.pop(task.id)
         span = self._tracer.start_span(
             "offload.task",
             context=parent,
@@ -105,11 +108,11 @@ class TracingHooks(TaskHooks):
         )
         # Current while the task runs (here, on its loop; a thread gets a copy of it).
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._spans[task.id] = (span, token)
+        self._spans.put(task.id, (span, token))
 
     def ended(self, report: TaskReport) -> None:
-        self._parents.pop(report.id, None)
-        running = self._spans.pop(report.id, None)
+        self._parents.pop(report.id)
+        running = self._spans.pop(report.id)
         if running is None:  # it never started: no span
             return
         span, token = running
