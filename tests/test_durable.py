@@ -350,7 +350,7 @@ async def test_a_live_owner_s_tasks_are_not_taken_but_an_expired_lease_s_are(
         journal.add("list-1", None, None, [(0, task)], owner="other-host-owner")
         with sqlite3.connect(journal_path) as db:  # a runtime of another host, lease valid
             db.execute(
-                "INSERT INTO owners VALUES ('other-host-owner', 'elsewhere', 1, ?)",
+                "INSERT INTO owners VALUES ('other-host-owner', 'elsewhere', 1, '', ?)",
                 (time.time() + 60,),
             )
         assert socket.gethostname() != "elsewhere"
@@ -449,3 +449,242 @@ async def test_a_task_taken_over_onto_an_unknown_executor_is_kept_as_failed(
     (entry,) = entries(journal_path)
     assert entry.error == "ExecutorNotFound"
     assert not (tmp_path / "never").exists()
+
+
+# --- what a review found ------------------------------------------------------------------------
+
+STALLED_SERVER = """
+import os, signal, sys
+import anyio, offload
+sys.path.insert(0, {tests!r})
+from test_durable import append
+
+async def main():
+    async with offload.Runtime(offload.OffloadConfig(journal={journal!r}, durable=True)):
+        tasks = offload.BackgroundTasks()
+        tasks.add_task(append, {out!r}, "ran").set(name="held")
+        print("journaled", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # stalled before the list runs: its lease runs out
+
+anyio.run(main)
+"""
+
+
+async def test_a_stalled_process_keeps_its_tasks_and_a_dead_one_gives_them_up(
+    tmp_path: Path,
+) -> None:
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    code = STALLED_SERVER.format(tests=str(TESTS), journal=str(journal), out=str(out))
+    # A process to stop and kill, not to await.
+    stalled = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert stalled.stdout is not None
+        assert stalled.stdout.readline() == "journaled\n"
+        with sqlite3.connect(journal) as db:  # its lease ran out long ago
+            db.execute("UPDATE owners SET lease_until = 0")
+        async with Runtime(OffloadConfig(journal=str(journal))):
+            await anyio.sleep(0.3)
+            assert lines(out) == []  # alive, on this host: its tasks stay its own
+        stalled.kill()
+        stalled.wait(10)
+        async with Runtime(OffloadConfig(journal=str(journal))):
+            await wait_for(lambda: lines(out) == ["ran"])
+    finally:
+        stalled.kill()
+        stalled.wait(10)
+        if stalled.stdout is not None:
+            stalled.stdout.close()
+
+
+async def test_a_pid_used_again_by_another_process_is_not_the_owner(tmp_path: Path) -> None:
+    # A restarted container's first process has the pid of the last one's.
+    journal_path, out = tmp_path / "j.db", tmp_path / "out"
+    journal = Journal(journal_path)
+    journal.open()
+    try:
+        from offload._journal import NewTask, process_table
+        from offload.executors._pickling import pickle_call
+
+        call = BackgroundTask(append, str(out), "taken")
+        task = NewTask(call.id, "earlier", pickle_call(call), None, None, None, None)
+        journal.add("list-1", None, None, [(0, task)], owner="earlier-life")
+        with sqlite3.connect(journal_path) as db:  # this pid, but started at another time
+            db.execute(
+                "INSERT INTO owners VALUES ('earlier-life', ?, ?, '1', ?)",
+                (process_table(), os.getpid(), time.time() + 60),
+            )
+    finally:
+        journal.close()
+    async with Runtime(OffloadConfig(journal=str(journal_path))):
+        await wait_for(lambda: lines(out) == ["taken"])
+
+
+async def test_a_lost_lease_is_taken_again(tmp_path: Path) -> None:
+    journal_path = tmp_path / "j.db"
+    journal = Journal(journal_path)
+    journal.open()
+    try:
+        journal.register("me", 10)
+        with sqlite3.connect(journal_path) as db:  # another runtime took me for gone
+            db.execute("DELETE FROM owners")
+        assert journal.renew("me", 10) is False
+        assert [owner.id for owner in journal.owners()] == ["me"]
+        assert journal.renew("me", 10) is True
+    finally:
+        journal.close()
+
+
+async def test_outcomes_wait_out_a_locked_journal_and_are_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offload._durable, "BUSY", 0.2)
+    journal, go_on, out = tmp_path / "j.db", tmp_path / "go", tmp_path / "out"
+    async with Runtime(durable(journal)):
+        tasks = BackgroundTasks()
+        tasks.add_task(wait_then_append, str(go_on), str(out))
+        await tasks()
+        holder = sqlite3.connect(journal, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # a backup tool, say, holds the file a while
+        try:
+            go_on.touch()
+            await wait_for(lambda: lines(out) == ["done"])
+            await anyio.sleep(0.5)  # the thread's write of its end failed meanwhile
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await wait_for(lambda: entries(journal) == [], 10)  # written at a later sweep
+    async with Runtime(OffloadConfig(journal=str(journal))):
+        await anyio.sleep(0.2)
+    assert lines(out) == ["done"]
+
+
+async def test_a_task_refused_by_a_full_runtime_is_not_journaled(tmp_path: Path) -> None:
+    journal, go_on = tmp_path / "j.db", tmp_path / "go"
+    async with Runtime(durable(journal, max_pending=1)):
+        first = BackgroundTasks()
+        first.add_task(wait_then_append, str(go_on), str(tmp_path / "out"))
+        second = BackgroundTasks()
+        with pytest.raises(offload.Overloaded):
+            second.add_task(append, str(tmp_path / "never"), "x").set(name="charge again")
+        assert [e.name for e in entries(journal)] == ["wait_then_append"]
+        go_on.touch()
+        await first()
+        await wait_for(lambda: entries(journal) == [])
+
+
+async def test_a_durable_list_cannot_be_made_to_run_in_place(tmp_path: Path) -> None:
+    async with Runtime(durable(tmp_path / "j.db")):
+        tasks = BackgroundTasks()
+        with pytest.raises(OffloadError, match="durable task list is detached"):
+            tasks.detach = False
+        with pytest.raises(OffloadError, match="detached"):
+            JSONResponse({}, background=tasks, detach=False)
+
+
+async def test_tasks_its_policy_skipped_or_a_cancel_stopped_leave_the_journal(
+    tmp_path: Path,
+) -> None:
+    journal, go_on = tmp_path / "j.db", tmp_path / "go"
+    async with Runtime(durable(journal)):
+        tasks = BackgroundTasks(on_error="stop")
+        tasks.add_task(fail_with_secret, "x").set(name="validate")
+        tasks.add_task(append, str(tmp_path / "never"), "ship").set(name="ship")
+        await tasks()
+        waiting = BackgroundTasks()
+        waiting.add_task(wait_then_append, str(go_on), str(tmp_path / "out"))
+        cancelled = waiting.add_task(append, str(tmp_path / "never"), "x").set(name="dropped")
+        await waiting()
+        await wait_for(lambda: offload.status(cancelled.id) is not None)
+        assert offload.cancel(cancelled.id)
+        go_on.touch()
+        await wait_for(lambda: [e.name for e in entries(journal)] == ["validate"])
+    async with Runtime(OffloadConfig(journal=str(journal))):
+        await anyio.sleep(0.3)
+    assert not (tmp_path / "never").exists()
+
+
+LOOP_ENDS = """
+import sys
+import anyio, offload
+sys.path.insert(0, {tests!r})
+from test_durable import sleep_then_append
+
+async def main():
+    runtime = offload.Runtime(offload.OffloadConfig(journal={journal!r}, durable=True))
+    await runtime.__aenter__()  # and never left: the loop ends under it
+    tasks = offload.BackgroundTasks()
+    tasks.add_task(sleep_then_append, {out!r})
+    await tasks()
+    await anyio.sleep(0.2)
+
+anyio.run(main)
+"""
+
+
+async def sleep_then_append(out: str) -> None:
+    await anyio.sleep(30)
+    append(out, "done")
+
+
+async def test_tasks_cut_short_by_the_end_of_the_event_loop_stay_journaled(
+    tmp_path: Path,
+) -> None:
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    code = LOOP_ENDS.format(tests=str(TESTS), journal=str(journal), out=str(out))
+    with anyio.fail_after(60):
+        result = await anyio.run_process([sys.executable, "-c", textwrap.dedent(code)])
+    assert result.returncode == 0, result.stderr
+    assert [e.name for e in entries(journal)] == ["sleep_then_append"]
+
+
+async def test_changing_a_task_turned_away_by_its_key_leaves_the_first_as_it_was(
+    tmp_path: Path,
+) -> None:
+    journal, go_on = tmp_path / "j.db", tmp_path / "go"
+    async with Runtime(durable(journal)):
+        first = BackgroundTasks()
+        first.add_task(wait_then_append, str(go_on), str(tmp_path / "alice")).set(key="k")
+        second = BackgroundTasks()
+        turned_away = second.add_task(append, str(tmp_path / "mallory"), "x").set(key="k")
+        turned_away.set(timeout=30, name="refund")
+        assert [(e.name, e.timeout) for e in entries(journal)] == [("wait_then_append", None)]
+        go_on.touch()
+        await first()
+        await wait_for(lambda: entries(journal) == [])
+    assert lines(tmp_path / "alice") == ["done"]
+    assert not (tmp_path / "mallory").exists()
+
+
+def test_a_file_that_is_not_a_journal_is_left_as_it_was(tmp_path: Path) -> None:
+    app_db = tmp_path / "app.db"
+    with sqlite3.connect(app_db) as db:
+        db.execute("CREATE TABLE users (id INTEGER)")
+    with pytest.raises(JournalError, match="something else"):
+        Journal(app_db).open()
+    with sqlite3.connect(app_db) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    listing = cli(str(empty))
+    assert listing.returncode == 2
+    assert "not a journal" in listing.stderr
+    assert empty.stat().st_size == 0
+
+
+async def test_retrying_a_task_whose_key_is_taken_says_so(tmp_path: Path) -> None:
+    journal, go_on = tmp_path / "j.db", tmp_path / "go"
+    async with Runtime(durable(journal, shutdown_timeout=0.1)):
+        failing = BackgroundTasks()
+        failed = failing.add_task(fail_with_secret, "x").set(key="login")
+        await failing()
+        await wait_for(lambda: [e.state for e in entries(journal)] == ["failed"])
+        again = BackgroundTasks()
+        again.add_task(wait_then_append, str(go_on), str(tmp_path / "out")).set(key="login")
+        await again()
+        retried = cli(str(journal), "--retry", failed.id)
+        go_on.touch()
+    assert retried.returncode == 1
+    assert "has its key" in retried.stderr
+    assert "Traceback" not in retried.stderr

@@ -13,6 +13,7 @@ attempts, age and, for a failed one, the type of its error.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,12 +55,21 @@ def _journal(path: str, retry: str | None, purge: str | None) -> int:
     if not Path(path).is_file():  # never create a journal only to look at it
         raise JournalError(f"journal {path!r} does not exist")
     journal = Journal(path)
-    journal.open()
+    journal.open(create=False)
     try:
         for action, task_id in (("retry", retry), ("purge", purge)):
             if task_id is not None:
                 act, missing, done = _ACTIONS[action]
-                if not act(journal, task_id):
+                try:
+                    acted = act(journal, task_id)
+                except sqlite3.IntegrityError:  # --retry: a live task holds its key now
+                    print(
+                        f"task {task_id} cannot be pending again: a pending or running task "
+                        "has its key; purge one of them first",
+                        file=sys.stderr,
+                    )
+                    return 1
+                if not acted:
                     print(missing.format(id=task_id, path=path), file=sys.stderr)
                     return 1
                 print(done.format(id=task_id, path=path))

@@ -16,6 +16,7 @@ event loop.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -53,6 +54,8 @@ logger = logging.getLogger("offload")
 LEASE = 10.0
 #: How often the lease is renewed and the journal searched for tasks to take over.
 SWEEP = LEASE / 4
+#: How long a write waits for another process's transaction before it fails, in seconds.
+BUSY = 5.0
 #: Outcomes written between checkpoints, at most (besides one each sweep).
 CHECKPOINT_ROWS = 2_000
 #: How long the thread lets outcomes gather once woken, in seconds.
@@ -152,10 +155,12 @@ class DurableList:
         self.id = new_id()
         self.on_error, self.concurrency = on_error, concurrency
         self._positions: dict[str, int] = {}
+        self._members: weakref.WeakValueDictionary[str, DurableTask] = weakref.WeakValueDictionary()
         # Filled as tasks are journaled; the finalizer reads them when the list is dropped.
         self._ids: list[str] = []
         self._names: list[str] = []
         self._unrun = weakref.finalize(owner, service.dropped, self._ids, self._names)
+        self._unrun.atexit = False  # at exit, a list not yet run stays for the next runtime
         #: What writes a task of the list anew when its options change, weakly (the list
         #: sets it): the list holds its tasks, and must stay collectable.
         self.rewriter: Callable[[], Callable[[Any], None] | None] | None = None
@@ -173,15 +178,17 @@ class DurableList:
         for position, task in tasks:
             if task.id not in duplicates and task.id not in self._positions:
                 self._positions[task.id] = position
+                self._members[task.id] = task
                 self._ids.append(task.id)
                 self._names.append(task.name)
                 _unscheduled[task.id] = self
         return duplicates
 
     def rewrite(self, task: DurableTask) -> None:
-        """Write ``task`` anew: its options changed before the list was handed over."""
+        """Write ``task`` anew: its options changed before the list was handed over. A task
+        that only took the id of one of the list's (its key was taken) is not the list's."""
         rewrite = None if self.rewriter is None else self.rewriter()
-        if rewrite is not None:
+        if rewrite is not None and self._members.get(task.id) is task:
             rewrite(task)
 
     def position(self, task_id: str) -> int:
@@ -219,8 +226,8 @@ class DurableService(TaskHooks):
         # (new tasks). Neither checkpoints as it commits: the thread does, outside any write
         # transaction, so that the loop never waits for one.
         write_lock = threading.Lock()
-        self.journal = Journal(path, checkpoints=False, write_lock=write_lock)
-        self._writer = Journal(path, checkpoints=False, write_lock=write_lock)
+        self.journal = Journal(path, busy_timeout=BUSY, checkpoints=False, write_lock=write_lock)
+        self._writer = Journal(path, busy_timeout=BUSY, checkpoints=False, write_lock=write_lock)
         self._written = 0  # rows written since the last checkpoint
         self.owner = new_id()
         self._journaled: set[str] = set()  # the ids of this runtime's durable tasks
@@ -232,7 +239,7 @@ class DurableService(TaskHooks):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._token: EventLoopToken | None = None
-        self._draining = False
+        self._kept: set[str] = set()  # cut short by a stop from outside: they run again
         self._backlog: list[TakenList] = []
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -256,10 +263,6 @@ class DurableService(TaskHooks):
         self.journal.open()
         self._writer.open()
         self.journal.register(self.owner, LEASE)
-
-    def drain_started(self) -> None:
-        """The runtime drains: tasks cancelled from now on stay journaled, for the next one."""
-        self._draining = True
 
     async def aclose(self) -> None:
         """Record what ended, and let the next runtime take what did not at once."""
@@ -330,13 +333,19 @@ class DurableService(TaskHooks):
             if not self._wake.is_set():
                 self._wake.set()
 
+    def cut_short(self, task: Call) -> None:
+        if task.id in self._journaled:
+            self._kept.add(task.id)
+
     def ended(self, report: TaskReport) -> None:
         task_id = report.id
         if task_id not in self._journaled:
             return
         status = report.status
-        if self._draining and status in ("skipped", "cancelled"):
-            return  # cut short by the server's shutdown: the next runtime runs it
+        if task_id in self._kept:  # cut short by a shutdown: the next runtime runs it
+            self._kept.discard(task_id)
+            self._journaled.discard(task_id)
+            return
         self._journaled.discard(task_id)
         if status in ("failed", "timed_out"):
             error = report.error
@@ -360,7 +369,12 @@ class DurableService(TaskHooks):
                 if time.monotonic() >= next_sweep and not self._stop.is_set():
                     next_sweep = time.monotonic() + SWEEP
                     self.journal.checkpoint()
-                    self.journal.renew(self.owner, LEASE)
+                    if not self.journal.renew(self.owner, LEASE):
+                        logger.warning(
+                            "The journal %r took this process for gone (its lease of %gs ran "
+                            "out: was it stalled?) and let others take over its tasks; those "
+                            "it still runs may run twice", str(self.journal.path), LEASE,
+                        )  # fmt: skip
                     taken = self.journal.take_over(self.owner)
                     if taken or self._backlog:
                         token = self._token
@@ -374,11 +388,13 @@ class DurableService(TaskHooks):
         loop's writes never wait long for the journal, nor for the GIL."""
         outcomes = self._outcomes
         while outcomes:
+            # Read, then forgotten once written: if the write fails (a lock held too long, a
+            # full disk), they are written at the next sweep, not lost.
+            chunk = list(itertools.islice(outcomes, CHUNK))
             started: dict[str, int] = {}
             ended: list[str] = []
             failed: dict[str, tuple[str, int]] = {}
-            for _ in range(min(len(outcomes), CHUNK)):
-                task_id, outcome = outcomes.popleft()
+            for task_id, outcome in chunk:
                 if isinstance(outcome, int):
                     started[task_id] = outcome
                     continue
@@ -388,6 +404,8 @@ class DurableService(TaskHooks):
                 else:
                     failed[task_id] = outcome
             self.journal.record_outcomes(started, ended, failed)
+            for _ in chunk:  # only this thread takes from the left; the loop adds on the right
+                outcomes.popleft()
             self._written += len(started) + len(ended) + len(failed)
             if self._written >= CHECKPOINT_ROWS:
                 self._written = 0

@@ -44,6 +44,12 @@ class TaskHooks:
         of the order they were told it started, so that what each made current then is
         undone in turn."""
 
+    def cut_short(self, task: Call) -> None:
+        """``task`` will end ``skipped`` (:meth:`ended` follows) because something outside its
+        list stopped the list: its caller was cancelled, its runtime drained it at
+        shutdown, or its event loop ended. Not called for a task its list's error policy
+        skipped, nor for one ``offload.cancel()`` cancelled."""
+
     def worker_restarted(self, executor: str, reason: str) -> None:
         """A worker process of ``executor`` was replaced: ``"crash"``, ``"timeout"`` (a
         timeout or a cancel killed it) or ``"recycle"`` (``max_tasks_per_child``)."""

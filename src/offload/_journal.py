@@ -10,6 +10,7 @@ time. This module is storage only: what runs the rows is :mod:`offload._durable`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -35,7 +36,11 @@ State = str  # "pending", "running" or "failed"
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE owners (
-    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started TEXT NOT NULL,
+    lease_until REAL NOT NULL
 );
 CREATE TABLE tasks (
     id TEXT PRIMARY KEY,
@@ -110,11 +115,18 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """A runtime that runs journaled tasks: where it lives, and until when its lease holds."""
+    """A runtime that runs journaled tasks: where it lives, and until when its lease holds.
+
+    ``host`` names the process table the ``pid`` is in (the machine, its boot, and the pid
+    namespace: a container has its own), and ``started`` when that process started, so that
+    a pid used again by another process (the first process of a restarted container) is not
+    taken for the owner.
+    """
 
     id: str
     host: str
     pid: int
+    started: str
     lease_until: float
 
 
@@ -122,19 +134,35 @@ class JournalError(OffloadError):
     """The journal cannot be used: missing rights, a corrupt or locked file, another format."""
 
 
-def pid_exists(pid: int) -> bool:
-    """Whether a process with this id lives on this host (a zombie counts as gone)."""
+def process_table() -> str:
+    """Name the table of processes this one is in: the host, its boot, its pid namespace.
+
+    Two runtimes that give the same name can tell whether each other's process still lives.
+    """
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):  # Linux; elsewhere the host name has to do
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
+def process_start(pid: int) -> str | None:
+    """When the process ``pid`` started (clock ticks after boot), or ``None`` if it is gone
+    (a zombie counts as gone); ``""`` where the system does not say (not Linux)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:  # another user's process: alive
-        return True
-    try:  # a zombie is gone for our purpose; Linux says so in /proc
+        pass
+    try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+            fields = stat.read().rsplit(b")", 1)[-1].split()
     except OSError:
-        return True
+        return ""
+    if fields[0] == b"Z":
+        return None
+    return fields[19].decode()  # field 22 of stat(5), counted after the name's ")"
 
 
 class Journal:
@@ -171,8 +199,11 @@ class Journal:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
-    def open(self) -> None:
-        """Open (or create) the file, and check that it is a journal of this format.
+    def open(self, *, create: bool = True) -> None:
+        """Open the file, and check that it is a journal of this format; make it one if it is
+        new (or empty) and ``create``.
+
+        Nothing is written to a file that is not a journal (an app's own database, say).
 
         :raises JournalError: naming the file, what is wrong, and what to do
         """
@@ -188,14 +219,7 @@ class Journal:
             raise JournalError(f"cannot open {where}: {exc}; check that its directory exists "
                                "and is writable") from exc  # fmt: skip
         try:
-            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only a new file takes it
-            db.execute("PRAGMA journal_mode=WAL")
-            if not self._checkpoints:
-                db.execute("PRAGMA wal_autocheckpoint=0")
-            # WAL with synchronous=NORMAL: a commit survives the process's death (SIGKILL,
-            # the OOM killer); only a power cut may lose the last commits.
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._check_format(db, where)
+            self._prepare(db, where, create)
         except sqlite3.DatabaseError as exc:
             db.close()
             text = str(exc)
@@ -219,9 +243,24 @@ class Journal:
             raise
         self._db = db
 
-    def _check_format(self, db: sqlite3.Connection, where: str) -> None:
-        # A read, which blocks no writer; the tables are made in a write transaction, once.
+    def _prepare(self, db: sqlite3.Connection, where: str, create: bool) -> None:
+        # A read first, which writes nothing and blocks no writer.
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if tables and "meta" not in tables:
+            raise JournalError(
+                f"{where} is a SQLite database of something else (tables: "
+                f"{', '.join(sorted(tables))}); give the journal a file of its own"
+            )
+        if not tables:
+            if not create:
+                raise JournalError(f"{where} is not a journal: it holds no tables")
+            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # before the first table
+        db.execute("PRAGMA journal_mode=WAL")
+        if not self._checkpoints:
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        # WAL with synchronous=NORMAL: a commit survives the process's death (SIGKILL, the
+        # OOM killer); only a power cut may lose the last commits.
+        db.execute("PRAGMA synchronous=NORMAL")
         if not tables:
             db.execute("BEGIN IMMEDIATE")  # one process creates the tables, the others wait
             try:
@@ -233,12 +272,6 @@ class Journal:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        if "meta" not in tables:
-            raise JournalError(
-                f"{where} is a SQLite database of something else (tables: "
-                f"{', '.join(sorted(tables))}); give the journal a file of its own"
-            )
         row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
         found = None if row is None else row[0]
         if found != str(FORMAT):
@@ -358,20 +391,30 @@ class Journal:
 
     def register(self, owner: str, lease: float) -> None:
         """Make ``owner`` (this process) an owner whose lease holds for ``lease`` seconds."""
+        pid = os.getpid()
+        row = (owner, process_table(), pid, process_start(pid) or "", time.time() + lease)
         self._write(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?)",
-                (owner, socket.gethostname(), os.getpid(), time.time() + lease),
-            )
+            lambda db: db.execute("INSERT OR REPLACE INTO owners VALUES (?, ?, ?, ?, ?)", row)
         )
 
-    def renew(self, owner: str, lease: float) -> None:
-        """Extend ``owner``'s lease by ``lease`` seconds from now."""
-        self._write(
-            lambda db: db.execute(
-                "UPDATE owners SET lease_until = ? WHERE id = ?", (time.time() + lease, owner)
-            )
-        )
+    def renew(self, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s lease by ``lease`` seconds from now.
+
+        :return: ``False`` if another runtime had taken ``owner`` for gone (its lease ran
+            out: the process was stalled, or the clock jumped) and taken over its tasks; it
+            is then registered again, and the tasks it still runs may run twice
+        """
+
+        def renew(db: sqlite3.Connection) -> int:
+            until = time.time() + lease
+            return db.execute(
+                "UPDATE owners SET lease_until = ? WHERE id = ?", (until, owner)
+            ).rowcount
+
+        if self._write(renew):
+            return True
+        self.register(owner, lease)
+        return False
 
     def release(self, owner: str) -> None:
         """``owner`` closes: its unfinished tasks may be taken over at once."""
@@ -386,15 +429,13 @@ class Journal:
 
         self._write(release)
 
-    def take_over(
-        self, owner: str, is_alive: Callable[[int], bool] = pid_exists
-    ) -> list[tuple[Entry, bytes]]:
+    def take_over(self, owner: str) -> list[tuple[Entry, bytes]]:
         """Make ``owner`` the owner of every unfinished task whose owner is gone: released,
         its lease run out, or a process of this host that no longer exists.
 
         :return: the tasks taken, with their pickled calls, by list and position
         """
-        host = socket.gethostname()
+        table = process_table()
         with self._lock:  # a read first, which blocks no writer: most sweeps find nothing
             db = self._connection()
             owners = {row[0]: Owner(*row) for row in db.execute("SELECT * FROM owners")}
@@ -407,7 +448,7 @@ class Journal:
         candidates = [
             other
             for (other,) in others
-            if _is_gone(owners.get(other) if other else None, now, host, is_alive)
+            if _is_gone(owners.get(other) if other else None, now, table)
         ]
         if not candidates:
             return []
@@ -419,7 +460,7 @@ class Journal:
             gone = [
                 other
                 for other in candidates
-                if _is_gone(owners.get(other) if other else None, now, host, is_alive)
+                if _is_gone(owners.get(other) if other else None, now, table)
             ]
             taken: list[tuple[Entry, bytes]] = []
             for other in gone:
@@ -490,12 +531,19 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _is_gone(owner: Owner | None, now: float, host: str, is_alive: Callable[[int], bool]) -> bool:
+def _is_gone(owner: Owner | None, now: float, table: str) -> bool:
+    """Whether ``owner``'s tasks may be taken over: it released them, or its process is gone.
+
+    A process in this process table is looked at, whatever its lease says: a live one
+    (stalled, perhaps) keeps its tasks, a dead one is gone at once. One elsewhere is gone
+    once its lease has run out.
+    """
     if owner is None:  # released, or its row already cleared
         return True
-    if owner.lease_until < now:
-        return True
-    return owner.host == host and not is_alive(owner.pid)
+    if owner.host == table:
+        started = process_start(owner.pid)
+        return started is None or (started != owner.started and owner.started != "")
+    return owner.lease_until < now
 
 
 def _delete(db: sqlite3.Connection, task_ids: Iterable[str]) -> None:

@@ -108,6 +108,7 @@ class TaskRun:
         self._next = 0  # in a sequential run, the task that runs next
         self._child_scopes: dict[int, anyio.CancelScope] = {}  # in a group, each task's
         self._cut_short: list[int] = []  # the tasks a cancel from outside stopped as they ran
+        self._stopped = False  # by a cancel from outside (its runtime's drain: _drained)
 
     async def run(self) -> None:
         """Run the tasks, unless the runtime intercepts task lists (as a test recorder does)."""
@@ -158,8 +159,11 @@ class TaskRun:
         self._ended = True
         if not self._hooks:
             return  # a task that never ended is reported skipped when reports are made
+        stopped = self._stopped or self._drained  # else its error policy stopped it
         for index, outcome in enumerate(self._outcomes):
             if outcome is None:
+                if stopped:
+                    call_each(self._hooks, "cut_short", self.tasks[index])
                 self._report(index, _SKIPPED)
 
     async def _run_scoped(self, detached: bool) -> None:
@@ -182,8 +186,10 @@ class TaskRun:
                         await self._run_all()
                     except anyio.get_cancelled_exc_class():
                         # Not when its runtime or offload.cancel() did: they name the tasks.
-                        if not detached and not self._scope.cancel_called:
-                            self._log_cancelled()
+                        if not self._scope.cancel_called:
+                            self._stopped = True  # from outside: its caller, or its loop's end
+                            if not detached:
+                                self._log_cancelled()
                         raise
                 if not self._scope.cancelled_caught or self._drained:
                     return
@@ -314,11 +320,13 @@ class TaskRun:
             scope.cancel()
 
     def unfinished(self) -> list[str]:
-        """Return the names of the tasks that have not ended yet."""
+        """Return the names of the tasks that have not ended yet, or ended only because a
+        cancel from outside the list stopped them as they ran."""
+        cut_short = self._cut_short
         return [
             task.name
-            for task, outcome in zip(self.tasks, self._outcomes, strict=True)
-            if outcome is None
+            for index, (task, outcome) in enumerate(zip(self.tasks, self._outcomes, strict=True))
+            if outcome is None or index in cut_short
         ]
 
     @property
@@ -381,8 +389,10 @@ class TaskRun:
             elif attempts:  # a failing sibling, the caller or the runtime's drain stopped it
                 # Reported here, in the task that started it, so that hooks undo what they
                 # made current as it started where they made it.
-                if self._first_error is None:
+                if not (self._stops and self._first_error is not None):  # not its policy
                     self._cut_short.append(index)
+                    if self._hooks:
+                        call_each(self._hooks, "cut_short", task)
                 self._report(index, ("skipped", None, started_at, duration, attempts))
             raise
         except Exception as exc:  # the executor itself failed to start
@@ -419,8 +429,7 @@ class TaskRun:
         call_each(hooks[::-1], "ended", report)
 
     def _log_cancelled(self) -> None:
-        cut_short = [self.tasks[index].name for index in self._cut_short]
-        unfinished = cut_short + self.unfinished()
+        unfinished = self.unfinished()
         if unfinished:
             logger.error(
                 "Background tasks cancelled before they ended: %s (%d); the request that ran "

@@ -34,11 +34,9 @@ PREWARMED = ("inline", "thread")
 
 class JournalService(Protocol):
     """A runtime's journal of durable tasks (``offload._durable`` makes it): started when the
-    runtime is entered, told when it drains, closed after."""
+    runtime is entered, closed once it has drained."""
 
     async def start(self) -> None: ...
-
-    def drain_started(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -429,8 +427,6 @@ class Runtime:
 
     async def _drain(self, drain_timeout: float) -> None:
         journal = self.journal
-        if journal is not None:
-            journal.drain_started()
         with self._lock:
             if self._state == "running":
                 self._state = "closing"

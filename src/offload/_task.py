@@ -342,6 +342,8 @@ class BackgroundTasks:
     def detach(self, value: bool) -> None:
         if not isinstance(value, bool):
             raise TypeError(f"detach must be True or False, got {value!r}")
+        if not value and self._durable is not None:
+            raise OffloadError("a durable task list is detached: it cannot be set to detach=False")
         if value and not self._detached:
             runtime = current_runtime()
             runtime.check_detach()
@@ -393,10 +395,19 @@ class BackgroundTasks:
 
     def _append(self, task: BackgroundTask, runtime: Runtime) -> None:
         self._join(task, runtime)
-        if self._durable is not None and self._journal([(len(self.tasks), task)]):
-            return  # its key is pending already: the task is that one
         if self._detached and self._reservation is None:
-            self._reserve(runtime)
+            self._reserve(runtime)  # first: a full runtime refuses it before it is journaled
+        if self._durable is not None:
+            try:
+                duplicate = self._journal([(len(self.tasks), task)])
+            except BaseException:
+                if not self.tasks:
+                    self._drop_reservation()
+                raise
+            if duplicate:  # its key is pending already: the task is that one
+                if not self.tasks:
+                    self._drop_reservation()
+                return
         self.tasks.append(task)
         self._joined += 1
 
