@@ -69,6 +69,31 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def journal_of_another(
+    path: Path,
+    owner: tuple[str, str, int, str, float] | str,
+    out: Path,
+    executor: str | None = None,
+) -> None:
+    """Journal a task that appends "taken" to ``out``, as another runtime would have: its
+    ``owner``, an id alone (no owner row) or a row of the ``owners`` table."""
+    from offload._journal import NewTask
+    from offload.executors._pickling import pickle_call
+
+    owner_id = owner if isinstance(owner, str) else owner[0]
+    call = BackgroundTask(append, str(out), "taken")
+    journal = Journal(path)
+    journal.open()
+    try:
+        task = NewTask(call.id, "another's", pickle_call(call), None, executor, None, None)
+        journal.add("list-1", None, None, [(0, task)], owner=owner_id)
+    finally:
+        journal.close()
+    if not isinstance(owner, str):
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO owners VALUES (?, ?, ?, ?, ?)", owner)
+
+
 fails_times: dict[str, int] = {}
 
 
@@ -338,31 +363,17 @@ async def test_a_dead_process_s_tasks_are_taken_over_at_start_in_order(
 async def test_a_live_owner_s_tasks_are_not_taken_but_an_expired_lease_s_are(
     tmp_path: Path,
 ) -> None:
-    journal_path, out = tmp_path / "j.db", tmp_path / "out"
-    journal = Journal(journal_path)
-    journal.open()
-    try:
-        from offload._journal import NewTask
-        from offload.executors._pickling import pickle_call
-
-        call = BackgroundTask(append, str(out), "from elsewhere")
-        task = NewTask(call.id, "elsewhere", pickle_call(call), None, None, None, None)
-        journal.add("list-1", None, None, [(0, task)], owner="other-host-owner")
-        with sqlite3.connect(journal_path) as db:  # a runtime of another host, lease valid
-            db.execute(
-                "INSERT INTO owners VALUES ('other-host-owner', 'elsewhere', 1, '', ?)",
-                (time.time() + 60,),
-            )
-        assert socket.gethostname() != "elsewhere"
-        async with Runtime(OffloadConfig(journal=str(journal_path))):
-            await anyio.sleep(0.2)
-            assert lines(out) == []  # its owner holds the lease
-        with sqlite3.connect(journal_path) as db:  # its lease runs out
-            db.execute("UPDATE owners SET lease_until = 0 WHERE id = 'other-host-owner'")
-        async with Runtime(OffloadConfig(journal=str(journal_path))):
-            await wait_for(lambda: lines(out) == ["from elsewhere"])
-    finally:
-        journal.close()
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    # A runtime of another host, its lease valid.
+    journal_of_another(journal, ("other", "elsewhere", 1, "", time.time() + 60), out)
+    assert socket.gethostname() != "elsewhere"
+    async with Runtime(OffloadConfig(journal=str(journal))):
+        await anyio.sleep(0.2)
+        assert lines(out) == []  # its owner holds the lease
+    with sqlite3.connect(journal) as db:  # its lease runs out
+        db.execute("UPDATE owners SET lease_until = 0 WHERE id = 'other'")
+    async with Runtime(OffloadConfig(journal=str(journal))):
+        await wait_for(lambda: lines(out) == ["taken"])
 
 
 async def test_tasks_a_closing_runtime_cut_short_run_in_the_next_one(tmp_path: Path) -> None:
@@ -432,23 +443,13 @@ async def test_a_task_changed_after_its_list_ran_is_not_journaled_again(tmp_path
 async def test_a_task_taken_over_onto_an_unknown_executor_is_kept_as_failed(
     tmp_path: Path,
 ) -> None:
-    from offload._journal import NewTask
-    from offload.executors._pickling import pickle_call
-
-    journal_path = tmp_path / "j.db"
-    journal = Journal(journal_path)
-    journal.open()
-    try:
-        call = BackgroundTask(append, str(tmp_path / "never"), "x")
-        task = NewTask(call.id, "elsewhere", pickle_call(call), None, "gpu", None, None)
-        journal.add("list-1", None, None, [(0, task)], owner="gone-owner")  # no owner row
-    finally:
-        journal.close()
-    async with Runtime(OffloadConfig(journal=str(journal_path))):
-        await wait_for(lambda: [e.state for e in entries(journal_path)] == ["failed"])
-    (entry,) = entries(journal_path)
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    journal_of_another(journal, "gone", out, executor="gpu")  # no owner row: gone
+    async with Runtime(OffloadConfig(journal=str(journal))):
+        await wait_for(lambda: [e.state for e in entries(journal)] == ["failed"])
+    (entry,) = entries(journal)
     assert entry.error == "ExecutorNotFound"
-    assert not (tmp_path / "never").exists()
+    assert not out.exists()
 
 
 # --- what a review found ------------------------------------------------------------------------
@@ -500,24 +501,13 @@ async def test_a_stalled_process_keeps_its_tasks_and_a_dead_one_gives_them_up(
 
 async def test_a_pid_used_again_by_another_process_is_not_the_owner(tmp_path: Path) -> None:
     # A restarted container's first process has the pid of the last one's.
-    journal_path, out = tmp_path / "j.db", tmp_path / "out"
-    journal = Journal(journal_path)
-    journal.open()
-    try:
-        from offload._journal import NewTask, process_table
-        from offload.executors._pickling import pickle_call
+    from offload._journal import process_table
 
-        call = BackgroundTask(append, str(out), "taken")
-        task = NewTask(call.id, "earlier", pickle_call(call), None, None, None, None)
-        journal.add("list-1", None, None, [(0, task)], owner="earlier-life")
-        with sqlite3.connect(journal_path) as db:  # this pid, but started at another time
-            db.execute(
-                "INSERT INTO owners VALUES ('earlier-life', ?, ?, '1', ?)",
-                (process_table(), os.getpid(), time.time() + 60),
-            )
-    finally:
-        journal.close()
-    async with Runtime(OffloadConfig(journal=str(journal_path))):
+    journal, out = tmp_path / "j.db", tmp_path / "out"
+    # This process's pid, but a process that started at another time.
+    earlier = ("earlier", process_table(), os.getpid(), "1", time.time() + 60)
+    journal_of_another(journal, earlier, out)
+    async with Runtime(OffloadConfig(journal=str(journal))):
         await wait_for(lambda: lines(out) == ["taken"])
 
 
