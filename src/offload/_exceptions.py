@@ -82,3 +82,18 @@ def killed_by(exitcode: int | None) -> signal.Signals | None:
 
 class Overloaded(OffloadError):
     """Raised when scheduling detached work would exceed ``max_pending``."""
+
+
+def missing_extra(needer: str, package: str, extra: str, error: ImportError) -> ImportError:
+    """The error to raise when an optional part of offload lacks the package it is built on,
+    saying which of offload's extras brings it, as installed from a wheel or a clone.
+
+    :param needer: what needs it, e.g. ``"offload.starlette"``
+    :param package: what is missing, e.g. ``"Starlette"``
+    """
+    return ImportError(
+        f"{needer} needs {package}, which is not installed. "
+        f"Install offload's '{extra}' extra: pip install \"offload[{extra}]\" where "
+        f"offload's wheel is installed, or pip install \".[{extra}]\" in offload's clone",
+        name=error.name,
+    )

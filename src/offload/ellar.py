@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+from ._exceptions import missing_extra
+
 try:
     from ellar.common import IExecutionContext, IHostContext
     from ellar.common.params import SystemParameterResolver, add_default_resolver
@@ -38,12 +40,7 @@ try:
     from starlette.background import BackgroundTasks as StarletteTasks
     from starlette.responses import Response
 except ImportError as exc:
-    raise ImportError(
-        "offload.ellar needs Ellar, which is not installed. "
-        "Install offload's 'ellar' extra: pip install \"offload[ellar]\" where "
-        "offload's wheel is installed, or pip install \".[ellar]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.ellar", "Ellar", "ellar", exc) from exc
 
 from ._task import BackgroundTask, BackgroundTasks
 

@@ -23,15 +23,12 @@ error policy, reports. ``as_group=True`` runs the tasks at once.
 
 from __future__ import annotations
 
+from ._exceptions import missing_extra
+
 try:
     from esmerald import background as _esmerald
 except ImportError as exc:
-    raise ImportError(
-        "offload.esmerald needs Esmerald, which is not installed. "
-        "Install offload's 'esmerald' extra: pip install \"offload[esmerald]\" where "
-        "offload's wheel is installed, or pip install \".[esmerald]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.esmerald", "Esmerald", "esmerald", exc) from exc
 
 from .lilya import Task, Tasks
 

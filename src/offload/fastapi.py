@@ -35,17 +35,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Annotated, TypeAlias
 
+from ._exceptions import missing_extra
+
 try:
     from fastapi import BackgroundTasks as FastAPITasks
     from fastapi import Depends
     from starlette.requests import HTTPConnection
 except ImportError as exc:
-    raise ImportError(
-        "offload.fastapi needs FastAPI, which is not installed. "
-        "Install offload's 'fastapi' extra: pip install \"offload[fastapi]\" where "
-        "offload's wheel is installed, or pip install \".[fastapi]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.fastapi", "FastAPI", "fastapi", exc) from exc
 
 from ._call import Call
 from ._hooks import TaskHooks, TaskState, add_hooks

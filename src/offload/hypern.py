@@ -43,6 +43,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ._default import current_runtime
+from ._exceptions import missing_extra
 from ._handles import cancel
 from ._runtime import CANCEL_GRACE
 from ._task import BackgroundTask as _BackgroundTask
@@ -55,12 +56,7 @@ def _check_hypern() -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "hypern":
             raise _unsupported() from exc
-        raise ImportError(
-            "offload.hypern needs Hypern, which is not installed. "
-            "Install offload's 'hypern' extra: pip install \"offload[hypern]\" where "
-            "offload's wheel is installed, or pip install \".[hypern]\" in offload's clone",
-            name=exc.name,
-        ) from exc
+        raise missing_extra("offload.hypern", "Hypern", "hypern", exc) from exc
     if "backgrounds" not in inspect.signature(responses.JSONResponse.__init__).parameters:
         raise _unsupported()
 

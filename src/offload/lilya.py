@@ -24,16 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, Self
 
+from ._exceptions import missing_extra
+
 try:
     from lilya import background as _background
     from lilya import responses as _lilya
 except ImportError as exc:
-    raise ImportError(
-        "offload.lilya needs Lilya, which is not installed. "
-        "Install offload's 'lilya' extra: pip install \"offload[lilya]\" where "
-        "offload's wheel is installed, or pip install \".[lilya]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.lilya", "Lilya", "lilya", exc) from exc
 
 from ._config import Concurrency, OnError
 from ._options import ExecutorSpec

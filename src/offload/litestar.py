@@ -27,16 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from ._exceptions import missing_extra
+
 try:
     from litestar import background_tasks as _background_tasks
     from litestar import response as _litestar
 except ImportError as exc:
-    raise ImportError(
-        "offload.litestar needs Litestar, which is not installed. "
-        "Install offload's 'litestar' extra: pip install \"offload[litestar]\" where "
-        "offload's wheel is installed, or pip install \".[litestar]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.litestar", "Litestar", "litestar", exc) from exc
 
 from ._config import Concurrency, OnError
 from ._task import BackgroundTasks as _OffloadTasks

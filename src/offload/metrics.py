@@ -32,15 +32,12 @@ import time
 import weakref
 from typing import Any
 
+from ._exceptions import missing_extra
+
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 except ImportError as exc:
-    raise ImportError(
-        "offload.metrics needs prometheus_client, which is not installed. "
-        "Install offload's 'prometheus' extra: pip install \"offload[prometheus]\" where "
-        "offload's wheel is installed, or pip install \".[prometheus]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.metrics", "prometheus_client", "prometheus", exc) from exc
 
 from anyio.lowlevel import current_token
 

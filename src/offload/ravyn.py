@@ -23,15 +23,12 @@ error policy, reports. ``as_group=True`` runs the tasks at once.
 
 from __future__ import annotations
 
+from ._exceptions import missing_extra
+
 try:
     from ravyn import background as _ravyn
 except ImportError as exc:
-    raise ImportError(
-        "offload.ravyn needs Ravyn, which is not installed. "
-        "Install offload's 'ravyn' extra: pip install \"offload[ravyn]\" where "
-        "offload's wheel is installed, or pip install \".[ravyn]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.ravyn", "Ravyn", "ravyn", exc) from exc
 
 from .lilya import Task, Tasks
 

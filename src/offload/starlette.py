@@ -13,15 +13,12 @@ keep working) with :class:`~offload.responses.BackgroundsMixin` in front.
 
 from __future__ import annotations
 
+from ._exceptions import missing_extra
+
 try:
     from starlette import responses as _starlette
 except ImportError as exc:
-    raise ImportError(
-        "offload.starlette needs Starlette, which is not installed. "
-        "Install offload's 'starlette' extra: pip install \"offload[starlette]\" where "
-        "offload's wheel is installed, or pip install \".[starlette]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.starlette", "Starlette", "starlette", exc) from exc
 
 from .responses import BackgroundsMixin
 

@@ -28,18 +28,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ._exceptions import missing_extra
+
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.propagate import inject
     from opentelemetry.trace import Status, StatusCode
 except ImportError as exc:
-    raise ImportError(
-        "offload.tracing needs opentelemetry-api, which is not installed. "
-        "Install offload's 'otel' extra: pip install \"offload[otel]\" where "
-        "offload's wheel is installed, or pip install \".[otel]\" in offload's clone",
-        name=exc.name,
-    ) from exc
+    raise missing_extra("offload.tracing", "opentelemetry-api", "otel", exc) from exc
 
 from ._call import Call
 from ._carrier import Carrier, set_injector

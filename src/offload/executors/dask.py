@@ -9,14 +9,14 @@ from concurrent.futures import Executor as FuturesExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
+from .._exceptions import missing_extra
+
 try:
     import cloudpickle  # type: ignore[import-untyped]  # Dask's serializer; no types
     from distributed import Client, KilledWorker
 except ImportError as exc:  # pragma: no cover (the dask tests run with distributed installed)
-    raise ImportError(
-        "offload's dask executor needs Dask's distributed package, which is not installed. "
-        "Install offload's 'dask' extra: pip install \"offload[dask]\" where "
-        "offload's wheel is installed, or pip install \".[dask]\" in offload's clone"
+    raise missing_extra(
+        "offload's dask executor", "Dask's distributed package", "dask", exc
     ) from exc
 
 from .._carrier import current_carrier
