@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import anyio
@@ -136,12 +136,14 @@ class DurableList:
 
     :param owner: the task list; when it is garbage collected before it was handed to the
         runtime (its endpoint raised), its journaled tasks are forgotten, with a warning
+    :param rewriter: what writes a task of the list anew when its options change, weakly
+        (a ``WeakMethod``): the list holds its tasks, and must stay collectable
     :raises OffloadError: if ``runtime`` has no journal, or takes no detached lists now
     """
 
     def __init__(
         self, owner: object, runtime: Runtime, on_error: OnError | None,
-        concurrency: Concurrency | None,
+        concurrency: Concurrency | None, rewriter: Callable[[], Callable[[Any], None] | None],
     ) -> None:  # fmt: skip
         service = runtime.journal
         if not isinstance(service, DurableService):
@@ -154,16 +156,13 @@ class DurableList:
         self.service = service
         self.id = new_id()
         self.on_error, self.concurrency = on_error, concurrency
-        self._positions: dict[str, int] = {}
-        self._members: weakref.WeakValueDictionary[str, DurableTask] = weakref.WeakValueDictionary()
+        self.rewriter = rewriter
         # Filled as tasks are journaled; the finalizer reads them when the list is dropped.
-        self._ids: list[str] = []
+        self._positions: dict[str, int] = {}  # by task id
         self._names: list[str] = []
-        self._unrun = weakref.finalize(owner, service.dropped, self._ids, self._names)
+        self._members: weakref.WeakValueDictionary[str, DurableTask] = weakref.WeakValueDictionary()
+        self._unrun = weakref.finalize(owner, service.dropped, self._positions, self._names)
         self._unrun.atexit = False  # at exit, a list not yet run stays for the next runtime
-        #: What writes a task of the list anew when its options change, weakly (the list
-        #: sets it): the list holds its tasks, and must stay collectable.
-        self.rewriter: Callable[[], Callable[[Any], None] | None] | None = None
 
     def write(self, tasks: Sequence[tuple[int, DurableTask]]) -> dict[str, str]:
         """Journal ``tasks`` (each with its position in the list), or write them anew.
@@ -179,7 +178,6 @@ class DurableList:
             if task.id not in duplicates and task.id not in self._positions:
                 self._positions[task.id] = position
                 self._members[task.id] = task
-                self._ids.append(task.id)
                 self._names.append(task.name)
                 _unscheduled[task.id] = self
         return duplicates
@@ -187,7 +185,7 @@ class DurableList:
     def rewrite(self, task: DurableTask) -> None:
         """Write ``task`` anew: its options changed before the list was handed over. A task
         that only took the id of one of the list's (its key was taken) is not the list's."""
-        rewrite = None if self.rewriter is None else self.rewriter()
+        rewrite = self.rewriter()
         if rewrite is not None and self._members.get(task.id) is task:
             rewrite(task)
 
@@ -199,7 +197,7 @@ class DurableList:
         """The list was handed to the runtime: its tasks run (and leave the journal) there,
         and a task changed from now on is not written again."""
         self._unrun.detach()
-        for task_id in self._ids:
+        for task_id in self._positions:
             _unscheduled.pop(task_id, None)
 
 
@@ -311,7 +309,7 @@ class DurableService(TaskHooks):
                 self._journaled.add(task.id)
         return duplicates
 
-    def dropped(self, task_ids: list[str], names: list[str]) -> None:
+    def dropped(self, task_ids: Iterable[str], names: list[str]) -> None:
         """A durable list was dropped without being run (its endpoint raised, say): forget
         its tasks, as the request that made it is gone. Called from any thread."""
         live = [task_id for task_id in task_ids if task_id in self._journaled]

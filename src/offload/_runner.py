@@ -83,6 +83,9 @@ class TaskRun:
             for task in self.tasks
         ]
         self._hooks = runtime.hooks
+        # Last started, first ended: a hook that made something current as the task started
+        # (a span) undoes it in the reverse order, as nested context managers do.
+        self._hooks_ending = self._hooks[::-1]
         # How each task ended; a report is made of it only when asked for (or for a hook).
         self._outcomes: list[Outcome | TaskReport | None] = [None] * len(self.tasks)
         self._reports: list[TaskReport] | None = None
@@ -424,9 +427,7 @@ class TaskRun:
         task = self.tasks[index]
         report = TaskReport(task.id, task.name, self.executors[index].name, *outcome)
         self._outcomes[index] = report
-        # Last started, first ended: a hook that made something current as the task
-        # started (a span) undoes it in the reverse order, as nested context managers do.
-        call_each(hooks[::-1], "ended", report)
+        call_each(self._hooks_ending, "ended", report)
 
     def _log_cancelled(self) -> None:
         unfinished = self.unfinished()

@@ -301,9 +301,8 @@ class BackgroundTasks:
         if durable:
             if detach is False:
                 raise OffloadError("a durable task list is detached: drop detach=False")
-            self._durable = DurableList(self, runtime, on_error, concurrency)
-            # Weakly: the list holds its tasks, and must be collectable (see DurableList).
-            self._durable.rewriter = WeakMethod(self._rewrite)
+            rewriter = WeakMethod(self._rewrite)
+            self._durable = DurableList(self, runtime, on_error, concurrency, rewriter)
             self._detached = True
         elif detach is None:
             if runtime.config.detach:
@@ -398,15 +397,13 @@ class BackgroundTasks:
         if self._detached and self._reservation is None:
             self._reserve(runtime)  # first: a full runtime refuses it before it is journaled
         if self._durable is not None:
+            journaled = False
             try:
-                duplicate = self._journal([(len(self.tasks), task)])
-            except BaseException:
-                if not self.tasks:
+                journaled = not self._journal([(len(self.tasks), task)])
+            finally:  # refused, or its key is pending already (the task is that one)
+                if not journaled and not self.tasks:
                     self._drop_reservation()
-                raise
-            if duplicate:  # its key is pending already: the task is that one
-                if not self.tasks:
-                    self._drop_reservation()
+            if not journaled:
                 return
         self.tasks.append(task)
         self._joined += 1
