@@ -11,6 +11,7 @@ time. This module is storage only: what runs the rows is :mod:`offload._durable`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sqlite3
@@ -134,6 +135,7 @@ class JournalError(OffloadError):
     """The journal cannot be used: missing rights, a corrupt or locked file, another format."""
 
 
+@functools.cache  # the same for the life of the process
 def process_table() -> str:
     """Name the table of processes this one is in: the host, its boot, its pid namespace.
 
@@ -361,10 +363,6 @@ class Journal:
                 raise
             db.execute("COMMIT")
             return existing
-
-    def remove(self, task_ids: Iterable[str]) -> None:
-        """Forget tasks that were never run (their list was dropped)."""
-        self._write(lambda db: _delete(db, task_ids))
 
     def record_outcomes(
         self, started: dict[str, int], ended: Iterable[str], failed: dict[str, tuple[str, int]]
